@@ -1,0 +1,116 @@
+/*
+ * The configuration: one YAML file (etc/switchboard.yml) read with libyaml
+ * into the typed struct below. Every process reads the same file: the
+ * supervisor validates it before starting anything, and each worker reads it
+ * again at start for its own section. Unknown keys, wrong types, bad values,
+ * bad ports and missing certificate files are refused with "file:line:
+ * reason". Every key is documented in etc/switchboard.yml.
+ */
+#ifndef SB_CONFIG_H
+#define SB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* The worker processes, in start order. The supervisor starts them in this
+ * order and stops them in reverse. */
+enum sb_worker_kind {
+    SB_WORKER_BROKER,
+    SB_WORKER_STORE,
+    SB_WORKER_ROOMS,
+    SB_WORKER_XMPP,
+    SB_WORKER_MQTT,
+    SB_WORKER_SIP,
+    SB_WORKER_IRC,
+    SB_WORKER_COUNT
+};
+
+/* "broker", "store", "rooms", "xmpp", "mqtt", "sip", "irc". */
+const char *config_worker_name(enum sb_worker_kind kind);
+/* The kind for a name, or -1. */
+int config_worker_parse(const char *name);
+
+enum config_tls_mode { CONFIG_TLS_NONE, CONFIG_TLS_STARTTLS, CONFIG_TLS_DIRECT };
+enum config_transport { CONFIG_TRANSPORT_TCP, CONFIG_TRANSPORT_UDP };
+enum config_backend { CONFIG_BACKEND_SQLITE, CONFIG_BACKEND_MYSQL };
+
+struct config_listener {
+    char *name;    /* unique within the worker: "c2s", "c2s-tls"... */
+    char *address; /* numeric IPv4 or IPv6 address */
+    uint16_t port; /* 0 lets the kernel choose (tests) */
+    enum config_tls_mode tls;
+    enum config_transport transport;
+    int line; /* where it was defined, for messages */
+};
+
+struct config_worker {
+    bool enabled;
+    struct config_listener *listeners;
+    size_t n_listeners;
+    /* A canonical text form of everything that affects this worker (its
+     * own section and the global sections). SIGHUP restarts a worker when
+     * its fingerprint changed. */
+    char *fingerprint;
+};
+
+struct config {
+    char *path;      /* the file, as given */
+    char **hosts;    /* virtual domains served, lowercase */
+    size_t n_hosts;
+    char *state_dir; /* absolute; holds run/, the database, the dev certificate */
+    char *user;      /* drop privileges to this user when started as root; NULL = stay */
+    int log_level;   /* enum log_level */
+
+    char *tls_certificate; /* PEM paths, absolute; NULL when no TLS listener needs them */
+    char *tls_key;
+
+    struct {
+        int heartbeat_ms;     /* interval of heartbeats both ways */
+        int heartbeat_misses; /* beats missed before a peer is declared dead */
+    } broker;
+
+    struct {
+        enum config_backend backend;
+        char *sqlite_path; /* absolute */
+        char *mysql_host;
+        uint16_t mysql_port;
+        char *mysql_socket;
+        char *mysql_user;
+        char *mysql_password;
+        char *mysql_database;
+        int batch_max; /* most requests committed in one transaction */
+    } store;
+
+    struct {
+        char *control_socket;  /* absolute path of the unix control socket */
+        int restart_intensity; /* crashes allowed ... */
+        int restart_period_s;  /* ... within this many seconds before a worker is marked failed */
+        int backoff_min_ms;    /* first delay for a worker that dies before it is ready */
+        int backoff_max_ms;
+        int stop_timeout_ms;   /* SIGTERM to SIGKILL deadline per stage */
+    } supervisor;
+
+    struct {
+        int max_connections; /* per worker; 0 = no cap */
+        int idle_timeout_s;  /* pre-auth / idle connection timeout; 0 = none */
+        int max_input;       /* bytes buffered per connection before input is refused */
+        int max_output;      /* bytes queued per connection before it is dropped as too slow */
+    } limits;
+
+    struct config_worker workers[SB_WORKER_COUNT];
+};
+
+/* Reads and validates the file. On failure returns -1 and sets *error_r to
+ * "path:line: reason" (a static buffer, valid until the next call). */
+int config_load(const char *path, struct config **config_r, const char **error_r);
+/* The same from a string (tests, fuzzing); name appears in messages. */
+int config_load_string(const char *name, const char *text, size_t len, struct config **config_r,
+                       const char **error_r);
+void config_free(struct config **config);
+
+/* Derived paths under state_dir. */
+/* "ipc://<state_dir>/run/broker.sock" */
+void config_broker_endpoint(const struct config *config, char *out, size_t out_size);
+
+#endif
