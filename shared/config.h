@@ -5,6 +5,20 @@
  * again at start for its own section. Unknown keys, wrong types, bad values,
  * bad ports and missing certificate files are refused with "file:line:
  * reason". Every key is documented in etc/switchboard.yml.
+ *
+ * Only plain YAML is accepted: no anchors or aliases, no tags, one
+ * document, at most CONFIG_MAX_DEPTH levels of nesting and CONFIG_MAX_SIZE
+ * bytes. Relative paths are taken from the directory of the file (state_dir,
+ * tls.*, store.mysql.socket) or from state_dir (store.sqlite.path,
+ * supervisor.control_socket).
+ *
+ * TLS rule: the tls section, when given, must name both a certificate and a
+ * key; the two files are checked (they must exist and be readable) only
+ * when an enabled listener uses tls starttls or direct, and only then are
+ * tls_certificate and tls_key set. An enabled TLS listener without a tls
+ * section is an error. So the default file loads on a fresh machine, where
+ * the development certificate has not been made yet, as long as no TLS
+ * listener is enabled.
  */
 #ifndef SB_CONFIG_H
 #define SB_CONFIG_H
@@ -12,6 +26,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* Bigger files and deeper nesting are refused. */
+#define CONFIG_MAX_SIZE (1024 * 1024)
+#define CONFIG_MAX_DEPTH 16
 
 /* The worker processes, in start order. The supervisor starts them in this
  * order and stops them in reverse. */
@@ -55,14 +73,16 @@ struct config_worker {
 };
 
 struct config {
-    char *path;      /* the file, as given */
-    char **hosts;    /* virtual domains served, lowercase */
+    char *path;   /* the file, as given */
+    char **hosts; /* virtual domains served, lowercase */
     size_t n_hosts;
     char *state_dir; /* absolute; holds run/, the database, the dev certificate */
     char *user;      /* drop privileges to this user when started as root; NULL = stay */
     int log_level;   /* enum log_level */
 
-    char *tls_certificate; /* PEM paths, absolute; NULL when no TLS listener needs them */
+    /* PEM paths, absolute, checked readable; NULL when no enabled listener
+     * uses TLS (see the TLS rule above). */
+    char *tls_certificate;
     char *tls_key;
 
     struct {
@@ -88,7 +108,7 @@ struct config {
         int restart_period_s;  /* ... within this many seconds before a worker is marked failed */
         int backoff_min_ms;    /* first delay for a worker that dies before it is ready */
         int backoff_max_ms;
-        int stop_timeout_ms;   /* SIGTERM to SIGKILL deadline per stage */
+        int stop_timeout_ms; /* SIGTERM to SIGKILL deadline per stage */
     } supervisor;
 
     struct {
@@ -102,7 +122,8 @@ struct config {
 };
 
 /* Reads and validates the file. On failure returns -1 and sets *error_r to
- * "path:line: reason" (a static buffer, valid until the next call). */
+ * "path:line: reason" ("path: reason" when the file itself cannot be read
+ * or is too big), a static buffer valid until the next call. */
 int config_load(const char *path, struct config **config_r, const char **error_r);
 /* The same from a string (tests, fuzzing); name appears in messages. */
 int config_load_string(const char *name, const char *text, size_t len, struct config **config_r,
