@@ -61,7 +61,7 @@ struct type_rule {
      BIT(IPC_F_BODY) | BIT(IPC_F_SUBJECT) | BIT(IPC_F_THREAD) | BIT(IPC_F_SHOW) |                  \
      BIT(IPC_F_STATUS) | BIT(IPC_F_PRIORITY) | BIT(IPC_F_TOPIC) | BIT(IPC_F_PAYLOAD) |             \
      BIT(IPC_F_QOS) | BIT(IPC_F_RETAIN) | BIT(IPC_F_NATIVE) | BIT(IPC_F_TARGET) |                  \
-     BIT(IPC_F_WORKER) | BIT(IPC_F_CONN))
+     BIT(IPC_F_WORKER) | BIT(IPC_F_CONN) | BIT(IPC_F_REASON))
 
 static const struct type_rule type_rules[] = {
     [IPC_LINK_HELLO] = {"HELLO", BIT(IPC_F_KIND) | BIT(IPC_F_PID) | BIT(IPC_F_INSTANCE),

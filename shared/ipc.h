@@ -71,7 +71,9 @@ enum ipc_type {
 
     /* A normalized stanza. worker -> broker: routed by TO (or TOPIC for publish).
      * broker -> worker: the same body with the TARGET connection ids appended, and WORKER
-     * set to the sender's id. */
+     * set to the sender's id. When nothing serves TO, the broker returns a stanza of TYPE
+     * "error" with REASON (e.g. "service-unavailable"), FROM and TO swapped, and TARGET set
+     * to the original CONN. */
     IPC_STANZA = 20,
 
     /* Request to a service (TO: "store", "broker"...): REQ_ID, OP, ARG*. The broker adds
