@@ -795,7 +795,7 @@ static int load_listener(struct loader *l, const struct node *node, const char *
     static const char *const keys[] = {"name", "address", "port", "tls", "transport"};
     struct config_listener *ln = &w->listeners[w->n_listeners];
     const struct node *v[5];
-    char field[96], canonical[INET6_ADDRSTRLEN];
+    char field[128], canonical[INET6_ADDRSTRLEN];
     unsigned char bytes[16];
     const char *text;
     int port = 0, tls = CONFIG_TLS_NONE, transport = CONFIG_TRANSPORT_TCP, family;

@@ -61,7 +61,9 @@ struct worker_proto {
      * skeleton closes the connection. */
     void (*conn_overflow)(struct conn *c);
     /* The connection is going away (peer closed, error, timeout or
-     * conn_close()); free protocol state here. reason is for logs. */
+     * conn_close()); free protocol state here. reason is for logs. Called
+     * once for each connection that got conn_open, at the end of the loop
+     * turn, after which worker_conn_find no longer returns it. */
     void (*conn_closed)(struct conn *c, const char *reason);
     /* The idle timer fired; NULL means close. */
     void (*conn_timeout)(struct conn *c);
