@@ -510,10 +510,13 @@ int worker_main(int argc, char **argv, const struct worker_proto *proto)
             goto config_error;
     }
     watchers_init(w);
+    /* Privileges go before the protocol starts: the sockets and the TLS key
+     * are already held, and what init creates (the store's database file)
+     * must belong to the configured user. */
+    if (proc_drop_privileges(w->config->user, &error) < 0)
+        goto config_error;
     if (proto->init != NULL && proto->init(w, &error) < 0)
         goto config_error;
-    if (proc_drop_privileges(w->config->user, &error) < 0)
-        goto config_error_deinit;
     if (link_start(w, &error) < 0)
         goto config_error_deinit;
     listeners_arm(w);

@@ -17,27 +17,10 @@ import time
 
 import pytest
 
+from sbtree import pid_alive, wait_for
+
 BIN = os.environ.get("SB_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_worker.py")
-
-
-def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 class Sup:
