@@ -129,6 +129,14 @@ class Tree:
                 self.proc.wait()
         if self.proc:
             self.log.close()
+            self.check_sanitizers()
+
+    def check_sanitizers(self):
+        """Fails when any process of the tree reported a sanitizer error (ASan build)."""
+        with open(self.log_path, "rb") as f:
+            text = f.read().decode(errors="replace")
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            assert marker not in text, f"sanitizer report in the tree's log:\n{text[-4000:]}"
 
     def log_tail(self, n=40):
         try:
