@@ -293,3 +293,29 @@ def test_mariadb_backend(tmp_path, mariadb):
         assert not os.path.exists(os.path.join(t.state, "switchboard.db"))
     finally:
         t.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop privileges")
+def test_workers_drop_privileges_to_the_configured_user():
+    import pwd
+    import shutil
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    folder = tempfile.mkdtemp(prefix="sb-user-")
+    os.chmod(folder, 0o755)
+    t = Tree(folder, extra="user: nobody")
+    os.chmod(t.key, 0o600)  # only root can read it: the workers read it before dropping
+    t.start()
+    try:
+        for name, w in t.status().items():
+            with open(f"/proc/{w['pid']}/status") as f:
+                uids = [line.split()[1:] for line in f if line.startswith("Uid:")][0]
+            assert all(int(u) == nobody.pw_uid for u in uids), (name, uids)
+        assert t.ctl("register", "frank", "example.org", "pw").returncode == 0
+        assert t.ctl("registered-users", "example.org").stdout.split() == ["frank"]
+        c = t.connect("xmpp", "tls", tls=True)
+        assert c.ask("ECHO as nobody") == "as nobody"
+        assert os.stat(os.path.join(t.state, "switchboard.db")).st_uid == nobody.pw_uid
+    finally:
+        t.stop()
+        shutil.rmtree(folder, ignore_errors=True)
