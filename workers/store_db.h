@@ -11,6 +11,12 @@
  * and case-folded (store_username_normalize), domains are one of the
  * configured hosts. Backends compare them bytewise (SQLite's BINARY
  * collation, VARBINARY columns in MySQL), so both sort and match alike.
+ *
+ * Schema v2 adds what the XMPP worker keeps per account: roster (with
+ * versions and tombstones), offline queue, message archive, private XML
+ * and vCards (kv), blocklist. JIDs are stored as the worker gives them.
+ * The ops the workers send, and their answers, are the reference comment
+ * at the top of store_ops.c; the per-user caps are the STORE_MAX_* below.
  */
 #ifndef SB_STORE_DB_H
 #define SB_STORE_DB_H
@@ -26,8 +32,10 @@
 /* RFC 7622 §3.3 and §3.2: at most 1023 bytes for a localpart and a domainpart. */
 #define STORE_MAX_USERNAME 1023
 #define STORE_MAX_DOMAIN 1023
+/* The longest JID taken as an argument (contact, with, blocked JID). */
+#define STORE_MAX_ADDRESS IPC_MAX_ADDRESS
 /* The schema this program writes; see the migration arrays of each backend. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 /* SQLite: how long a statement waits for another connection's lock. */
 #define STORE_SQLITE_BUSY_TIMEOUT_MS 5000
 /* MySQL: connect, read and write timeouts, so that a hung server turns into
@@ -35,14 +43,48 @@
 #define STORE_MYSQL_CONNECT_TIMEOUT_S 5
 #define STORE_MYSQL_IO_TIMEOUT_S 30
 
+/*
+ * Per-user caps of the data kept for an account (schema v2). The request
+ * layer refuses what goes past them, so that no user can grow the database
+ * or one response without bound. See store_ops.c for the answers.
+ */
+/* Roster items (live ones; tombstones are capped apart). */
+#define STORE_MAX_ROSTER_ITEMS 10000
+/* Tombstones kept for versioned fetches; past this the oldest is dropped
+ * and fetches from before it get the full roster. */
+#define STORE_MAX_ROSTER_TOMBSTONES 1000
+/* A roster item's name, and each group name (bytes). */
+#define STORE_MAX_ROSTER_NAME 1023
+#define STORE_MAX_ROSTER_GROUP 1023
+/* Groups of one roster item. */
+#define STORE_MAX_ROSTER_GROUPS 100
+/* Messages waiting in one user's offline queue. */
+#define STORE_MAX_OFFLINE 1000
+/* Messages handed out by one offline.fetch. */
+#define STORE_OFFLINE_FETCH_MAX 500
+/* An offline or archived stanza (bytes, opaque to the store). */
+#define STORE_MAX_STANZA (256u << 10)
+/* archive.query page size: largest, and the default when none is given. */
+#define STORE_ARCHIVE_MAX_PAGE 250
+#define STORE_ARCHIVE_DEFAULT_PAGE 50
+/* A private-storage key ("element-name namespace") and a kv value. */
+#define STORE_MAX_KV_KEY 2047
+#define STORE_MAX_KV_VALUE (64u << 10)
+/* Blocked JIDs of one user. */
+#define STORE_MAX_BLOCKLIST 10000
+/* The arguments a batch may hold before it counts as full (see
+ * store_batch_full); one request more can take it up to IPC_MAX_MESSAGE
+ * past this. */
+#define STORE_BATCH_MAX_BYTES (8u << 20)
+
 /* The outcome of one backend call. Only STORE_FAILED affects the
  * transaction: the caller must roll it back. The others are answers about
  * one request and leave the transaction usable. */
 enum store_status {
     STORE_FAILED = -1, /* database error (db->error says which) */
     STORE_OK = 0,
-    STORE_NOT_FOUND = 1, /* no such account */
-    STORE_CONFLICT = 2,  /* the account exists already */
+    STORE_NOT_FOUND = 1, /* no such account, item, value... */
+    STORE_CONFLICT = 2,  /* the account (or blocked JID) exists already */
     STORE_INVALID = 3,   /* the row exists but its values are malformed (corrupt data) */
 };
 
@@ -52,8 +94,60 @@ struct store_account {
     int64_t created; /* unix time */
 };
 
-/* Called for each username of account_list, in order; return false to stop. */
+/* Called for each username of account_list (each JID of block_list), in
+ * order; return false to stop. */
 typedef bool store_list_cb(void *ctx, const char *username, size_t len);
+
+/* Raw bytes: a value to write, or a column value a backend read (valid
+ * only during the call or callback that passed it). */
+struct store_column {
+    const void *ptr;
+    size_t len;
+};
+
+/* One roster row (RFC 6121 §2.1.2). The text fields are passed as they are
+ * stored: the request layer validates what it writes and what it reads
+ * back. A removed item is kept as a tombstone: subscription "remove", the
+ * other fields empty, and the version of its removal. */
+struct store_roster_item {
+    struct store_column contact;      /* JID, as the XMPP worker gave it */
+    struct store_column name;         /* "" for none */
+    struct store_column subscription; /* none, to, from, both; remove for a tombstone */
+    struct store_column ask;          /* "" or "subscribe" */
+    struct store_column groups;       /* group names joined by '\n'; "" for none */
+    bool approved;                    /* pre-approved (RFC 6121 §3.4) */
+    int64_t version;                  /* the roster version of its last change */
+};
+/* Called for each roster row of roster_list; return false to stop. */
+typedef bool store_roster_cb(void *ctx, const struct store_roster_item *item);
+
+/* Called for each queued message of offline_list, oldest first. */
+typedef bool store_offline_cb(void *ctx, int64_t id, const void *stanza, size_t len);
+
+/* One archived message (XEP-0313). */
+struct store_archive_row {
+    int64_t id;                    /* the archive id; set by the database */
+    struct store_column with;      /* bare JID of the other party */
+    struct store_column direction; /* "in" or "out" */
+    int64_t created_us;            /* microseconds since the epoch */
+    struct store_column stanza;
+};
+/* Which archived messages of one user a query selects. The bounds are
+ * always set: open ones are INT64_MIN / INT64_MAX for times and 0 /
+ * INT64_MAX for ids. */
+struct store_archive_filter {
+    struct store_column with; /* only this party; ptr NULL for any */
+    int64_t start_us, end_us; /* created_us in [start_us, end_us] */
+    int64_t after_id;         /* id > after_id */
+    int64_t before_id;        /* id < before_id */
+    unsigned limit;           /* rows at most */
+    bool backward;            /* newest first, from before_id down */
+};
+/* Called for each row of archive_query, in the filter's direction. */
+typedef bool store_archive_cb(void *ctx, const struct store_archive_row *row);
+
+/* Called once with the value kv_get found. */
+typedef void store_value_cb(void *ctx, const void *value, size_t len);
 
 struct store_db;
 
@@ -90,7 +184,9 @@ struct store_backend_ops {
     enum store_status (*account_insert)(struct store_db *db, const char *domain,
                                         const char *username, const struct store_account *account,
                                         const char **error_r);
-    /* STORE_OK or STORE_NOT_FOUND. */
+    /* Deletes the account and, when it existed, everything kept for it
+     * (roster and roster version, offline queue, archive, kv values,
+     * blocklist). STORE_OK or STORE_NOT_FOUND. */
     enum store_status (*account_delete)(struct store_db *db, const char *domain,
                                         const char *username, const char **error_r);
     /* Replaces the password-derived values; STORE_OK or STORE_NOT_FOUND. */
@@ -107,6 +203,130 @@ struct store_backend_ops {
     /* Accounts over all domains. */
     enum store_status (*account_count)(struct store_db *db, uint64_t *count_r,
                                        const char **error_r);
+    /* STORE_OK when the account exists, else STORE_NOT_FOUND. MySQL also
+     * takes a shared lock on the row until the transaction ends, so that
+     * an unregister on another node cannot slip between this check and
+     * the writes that follow it (SQLite's BEGIN IMMEDIATE already makes
+     * every writer wait). */
+    enum store_status (*account_exists)(struct store_db *db, const char *domain,
+                                        const char *username, const char **error_r);
+
+    /*
+     * Savepoints: undo part of the open transaction. One level only; the
+     * request layer brackets a request that may have to take back writes
+     * it already made (block.add past the cap).
+     */
+    int (*savepoint)(struct store_db *db, const char **error_r);
+    int (*savepoint_rollback)(struct store_db *db, const char **error_r);
+    int (*savepoint_release)(struct store_db *db, const char **error_r);
+
+    /*
+     * Schema v2: per-user data. None of these calls checks that the
+     * account exists (the request layer does, with account_exists), and
+     * account_delete removes all of it along with the account.
+     */
+    /* The user's roster version (0 before any change) and the highest
+     * version of a tombstone dropped so far (0 for none): a delta from a
+     * version below it would miss a removal. */
+    enum store_status (*roster_version_get)(struct store_db *db, const char *domain,
+                                            const char *username, int64_t *version_r,
+                                            int64_t *pruned_r, const char **error_r);
+    /* Adds one to the user's roster version and sets *version_r to it. */
+    enum store_status (*roster_version_bump)(struct store_db *db, const char *domain,
+                                             const char *username, int64_t *version_r,
+                                             const char **error_r);
+    /* STORE_OK when contact is a live item (not a tombstone), else
+     * STORE_NOT_FOUND. */
+    enum store_status (*roster_item_exists)(struct store_db *db, const char *domain,
+                                            const char *username, struct store_column contact,
+                                            const char **error_r);
+    /* Live items (tombstones false) or tombstones (true). */
+    enum store_status (*roster_count)(struct store_db *db, const char *domain, const char *username,
+                                      bool tombstones, uint64_t *count_r, const char **error_r);
+    /* Inserts or replaces the row of item->contact, tombstones included. */
+    enum store_status (*roster_put)(struct store_db *db, const char *domain, const char *username,
+                                    const struct store_roster_item *item, const char **error_r);
+    /* since < 0: every live item, by contact. since >= 0: every row whose
+     * version is above since, tombstones included, by version. */
+    enum store_status (*roster_list)(struct store_db *db, const char *domain, const char *username,
+                                     int64_t since, store_roster_cb *cb, void *ctx,
+                                     const char **error_r);
+    /* Deletes the user's oldest tombstone and raises the pruned version to
+     * its version; STORE_NOT_FOUND when there is none. */
+    enum store_status (*roster_prune)(struct store_db *db, const char *domain, const char *username,
+                                      const char **error_r);
+
+    /* Messages in the user's offline queue. */
+    enum store_status (*offline_count)(struct store_db *db, const char *domain,
+                                       const char *username, uint64_t *count_r,
+                                       const char **error_r);
+    /* Queues a message; *id_r is its id (never reused). */
+    enum store_status (*offline_insert)(struct store_db *db, const char *domain,
+                                        const char *username, struct store_column stanza,
+                                        int64_t created, int64_t *id_r, const char **error_r);
+    /* The oldest limit messages, oldest first. */
+    enum store_status (*offline_list)(struct store_db *db, const char *domain, const char *username,
+                                      unsigned limit, store_offline_cb *cb, void *ctx,
+                                      const char **error_r);
+    /* Deletes the user's message id: STORE_OK, or STORE_NOT_FOUND when the
+     * user has no such message (another user's id included). */
+    enum store_status (*offline_delete)(struct store_db *db, const char *domain,
+                                        const char *username, int64_t id, const char **error_r);
+
+    /* Appends row (its id is ignored) and sets *id_r to the new id, which
+     * is above every id given before, and never reused. */
+    enum store_status (*archive_insert)(struct store_db *db, const char *domain,
+                                        const char *username, const struct store_archive_row *row,
+                                        int64_t *id_r, const char **error_r);
+    /* The rows the filter selects, by id (descending when backward), at
+     * most filter->limit of them. Uses the (domain, username, id) index, or
+     * the (domain, username, with, id) one when with is given. */
+    enum store_status (*archive_query)(struct store_db *db, const char *domain,
+                                       const char *username,
+                                       const struct store_archive_filter *filter,
+                                       store_archive_cb *cb, void *ctx, const char **error_r);
+    /* How many rows match the filter's with and time bounds (its id
+     * bounds, limit and direction are ignored: RSM's count is the size of
+     * the whole result set). Reads the index only. */
+    enum store_status (*archive_count)(struct store_db *db, const char *domain,
+                                       const char *username,
+                                       const struct store_archive_filter *filter, uint64_t *count_r,
+                                       const char **error_r);
+    /* STORE_OK when the user's archive has this id, else STORE_NOT_FOUND. */
+    enum store_status (*archive_id_exists)(struct store_db *db, const char *domain,
+                                           const char *username, int64_t id, const char **error_r);
+    /* Deletes the user's whole archive. */
+    enum store_status (*archive_purge)(struct store_db *db, const char *domain,
+                                       const char *username, const char **error_r);
+
+    /* kind is "private" or "vcard". STORE_OK after calling cb with the
+     * value, or STORE_NOT_FOUND. */
+    enum store_status (*kv_get)(struct store_db *db, const char *domain, const char *username,
+                                struct store_column kind, struct store_column key,
+                                store_value_cb *cb, void *ctx, const char **error_r);
+    /* Inserts or replaces. */
+    enum store_status (*kv_set)(struct store_db *db, const char *domain, const char *username,
+                                struct store_column kind, struct store_column key,
+                                struct store_column value, const char **error_r);
+    /* STORE_OK, or STORE_NOT_FOUND when there was no value. */
+    enum store_status (*kv_delete)(struct store_db *db, const char *domain, const char *username,
+                                   struct store_column kind, struct store_column key,
+                                   const char **error_r);
+
+    /* The user's blocked JIDs in bytewise order. */
+    enum store_status (*block_list)(struct store_db *db, const char *domain, const char *username,
+                                    store_list_cb *cb, void *ctx, const char **error_r);
+    enum store_status (*block_count)(struct store_db *db, const char *domain, const char *username,
+                                     uint64_t *count_r, const char **error_r);
+    /* STORE_OK, or STORE_CONFLICT when the JID was blocked already. */
+    enum store_status (*block_add)(struct store_db *db, const char *domain, const char *username,
+                                   struct store_column jid, const char **error_r);
+    /* STORE_OK, or STORE_NOT_FOUND when the JID was not blocked. */
+    enum store_status (*block_remove)(struct store_db *db, const char *domain, const char *username,
+                                      struct store_column jid, const char **error_r);
+    /* Unblocks everything. */
+    enum store_status (*block_clear)(struct store_db *db, const char *domain, const char *username,
+                                     const char **error_r);
 };
 
 extern const struct store_backend_ops store_sqlite_ops;
@@ -138,11 +358,8 @@ struct store_migration {
     const char *const *statements; /* NULL-terminated */
 };
 
-/* Raw column values of an accounts row, for store_account_from_row. */
-struct store_column {
-    const void *ptr;
-    size_t len;
-};
+/* The columns of an accounts row, in the order store_account_from_row
+ * takes them. */
 enum store_account_column {
     STORE_COL_SALT,
     STORE_COL_SHA1_STORED,
@@ -195,6 +412,9 @@ void store_batch_set_iterations(struct store_batch *batch, unsigned iterations);
  * answer, or the batch is full (run it first). */
 bool store_batch_add(struct store_batch *batch, const struct ipc_msg *request);
 size_t store_batch_pending(const struct store_batch *batch);
+/* True when the batch holds max requests, or when their arguments
+ * (stanzas, values...) take STORE_BATCH_MAX_BYTES: run it before adding
+ * more. What one batch holds stays bounded whatever the requests carry. */
 bool store_batch_full(const struct store_batch *batch);
 /* Runs every queued request, calls respond() once per request in queue
  * order, and empties the batch. */
