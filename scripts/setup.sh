@@ -9,7 +9,8 @@ SB_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SB_BUILD_PACKAGES="build-essential cmake pkg-config openssl libev-dev libzmq3-dev libssl-dev
   libexpat1-dev libyaml-dev libmariadb-dev libsqlite3-dev zlib1g-dev"
 # What the tests need on top: real peers, a real MariaDB server, Python clients.
-SB_TEST_PACKAGES="mariadb-server mariadb-client python3 python3-pytest python3-zmq"
+SB_TEST_PACKAGES="mariadb-server mariadb-client python3 python3-pytest python3-zmq
+  python3-slixmpp go-sendxmpp"
 
 sb_install() {
     local missing=() p

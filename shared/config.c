@@ -849,15 +849,58 @@ static int load_listener(struct loader *l, const struct node *node, const char *
     return 0;
 }
 
+/* The xmpp worker's own keys, after enabled and listeners. */
+enum {
+    XMPP_KEY_REQUIRE_TLS = 2,
+    XMPP_KEY_MAX_STANZA,
+    XMPP_KEY_MAX_SESSIONS,
+    XMPP_KEY_AUTH_FAILURES,
+    XMPP_KEY_PLAIN,
+    XMPP_KEY_MAX_PER_IP,
+    XMPP_KEY_COUNT
+};
+
+static int load_xmpp_options(struct loader *l, const struct node *const *v)
+{
+    struct config *c = l->config;
+
+    /* max_stanza: the parser's ceiling is 64 MiB; below 4 KiB no client
+     * could send its roster. auth_failures: RFC 6120 §6.4.5 asks for at
+     * least 2 and at most 5 retries. */
+    if (get_bool(l, v[XMPP_KEY_REQUIRE_TLS], "workers.xmpp.require_tls", &c->xmpp.require_tls) <
+            0 ||
+        get_int(l, v[XMPP_KEY_MAX_STANZA], "workers.xmpp.max_stanza", 4096, 67108864,
+                &c->xmpp.max_stanza) < 0 ||
+        get_int(l, v[XMPP_KEY_MAX_SESSIONS], "workers.xmpp.max_sessions_per_account", 1, 1000,
+                &c->xmpp.max_sessions_per_account) < 0 ||
+        get_int(l, v[XMPP_KEY_AUTH_FAILURES], "workers.xmpp.auth_failures", 2, 5,
+                &c->xmpp.auth_failures) < 0 ||
+        get_bool(l, v[XMPP_KEY_PLAIN], "workers.xmpp.plain", &c->xmpp.plain) < 0 ||
+        get_int(l, v[XMPP_KEY_MAX_PER_IP], "workers.xmpp.max_connections_per_ip", 0, 10000000,
+                &c->xmpp.max_connections_per_ip) < 0)
+        return -1;
+    return 0;
+}
+
 static int load_worker(struct loader *l, const struct node *node, enum sb_worker_kind kind)
 {
-    static const char *const keys[] = {"enabled", "listeners"};
+    static const char *const keys[XMPP_KEY_COUNT] = {"enabled",
+                                                     "listeners",
+                                                     "require_tls",
+                                                     "max_stanza",
+                                                     "max_sessions_per_account",
+                                                     "auth_failures",
+                                                     "plain",
+                                                     "max_connections_per_ip"};
     struct config_worker *w = &l->config->workers[kind];
-    const struct node *v[2];
+    const struct node *v[XMPP_KEY_COUNT];
     char path[64], field[96];
 
     snprintf(path, sizeof(path), "workers.%s", config_worker_names[kind]);
-    if (map_fields(l, node, path, keys, 2, v, NULL) < 0)
+    /* Only the xmpp worker has keys of its own so far. */
+    if (map_fields(l, node, path, keys, kind == SB_WORKER_XMPP ? XMPP_KEY_COUNT : 2, v, NULL) < 0)
+        return -1;
+    if (kind == SB_WORKER_XMPP && load_xmpp_options(l, v) < 0)
         return -1;
     snprintf(field, sizeof(field), "%s.enabled", path);
     if (get_bool(l, v[0], field, &w->enabled) < 0)
@@ -1076,6 +1119,13 @@ static void fingerprint_worker(const struct config *c, enum sb_worker_kind kind,
     const char *name = config_worker_names[kind];
 
     text_printf(t, "workers.%s.enabled=%s\n", name, w->enabled ? "true" : "false");
+    if (kind == SB_WORKER_XMPP)
+        text_printf(t,
+                    "workers.xmpp.require_tls=%d\nworkers.xmpp.max_stanza=%d\n"
+                    "workers.xmpp.max_sessions_per_account=%d\nworkers.xmpp.auth_failures=%d\n"
+                    "workers.xmpp.plain=%d\nworkers.xmpp.max_connections_per_ip=%d\n",
+                    c->xmpp.require_tls, c->xmpp.max_stanza, c->xmpp.max_sessions_per_account,
+                    c->xmpp.auth_failures, c->xmpp.plain, c->xmpp.max_connections_per_ip);
     for (size_t i = 0; i < w->n_listeners; i++) {
         const struct config_listener *ln = &w->listeners[i];
         text_printf(t, "workers.%s.listener=%s %s %u %s %s\n", name, ln->name, ln->address,
@@ -1127,6 +1177,12 @@ static struct config *config_defaults(void)
     c->limits.idle_timeout_s = 300;
     c->limits.max_input = 262144;
     c->limits.max_output = 1048576;
+    c->xmpp.require_tls = true;
+    c->xmpp.max_stanza = 262144;
+    c->xmpp.max_sessions_per_account = 10;
+    c->xmpp.auth_failures = 3;
+    c->xmpp.plain = true;
+    c->xmpp.max_connections_per_ip = 50;
     c->workers[SB_WORKER_BROKER].enabled = true;
     c->workers[SB_WORKER_STORE].enabled = true;
     if (c->store.mysql_user == NULL || c->store.mysql_password == NULL ||

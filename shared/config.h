@@ -118,6 +118,17 @@ struct config {
         int max_output;      /* bytes queued per connection before it is dropped as too slow */
     } limits;
 
+    /* workers.xmpp: the c2s worker's own settings (documented in
+     * etc/switchboard.yml). */
+    struct {
+        bool require_tls; /* no SASL or stanzas before STARTTLS */
+        int max_stanza;   /* bytes of one first-level element, checked while incomplete */
+        int max_sessions_per_account; /* bound resources per account */
+        int auth_failures;            /* failed SASL attempts before <policy-violation/> */
+        bool plain;                   /* offer SASL PLAIN (only ever on TLS) */
+        int max_connections_per_ip;   /* open c2s connections from one address; 0 = no cap */
+    } xmpp;
+
     struct config_worker workers[SB_WORKER_COUNT];
 };
 

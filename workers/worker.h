@@ -136,6 +136,14 @@ void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(pri
  * protocol's "proceed"; any input already buffered is discarded, as
  * RFC 6120 §5.4.3.3 asks. -1 when the worker has no TLS context. */
 int conn_starttls(struct conn *c);
+/* The connection's OpenSSL session (an SSL *) once TLS is up, else NULL:
+ * for what only the protocol knows to ask of it, such as SASL channel
+ * bindings (RFC 5929, RFC 9266). Do not read or write through it. */
+void *conn_ssl(struct conn *c);
+/* Stops reading from the peer for the given seconds (a rate shaper): input
+ * waits in the socket buffers, so TCP slows the sender down. Calling it
+ * again while paused restarts the delay; 0 resumes at once. */
+void conn_pause_input(struct conn *c, double seconds);
 /* (Re)arms the idle timer; 0 disables it. */
 void conn_set_timeout(struct conn *c, double seconds);
 /* Flushes queued output, then closes. Safe to call from the connection's

@@ -34,6 +34,7 @@
 static void conn_read_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void conn_write_cb(struct ev_loop *loop, ev_io *io, int revents);
 static void conn_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+static void conn_pause_cb(struct ev_loop *loop, ev_timer *t, int revents);
 static void conn_read(struct conn *c);
 
 static size_t max_input(const struct worker *w)
@@ -180,6 +181,8 @@ static void conn_new(struct worker *w, const struct worker_listener *l, int fd,
     c->wio.data = c;
     ev_init(&c->timer, conn_timer_cb);
     c->timer.data = c;
+    ev_init(&c->pause, conn_pause_cb);
+    c->pause.data = c;
     c->timeout = w->config->limits.idle_timeout_s;
     c->last_input = ev_now(w->loop);
     ev_io_start(w->loop, &c->rio);
@@ -369,7 +372,7 @@ static void conn_read(struct conn *c)
         size_t room;
         ssize_t n;
 
-        if (c->closing || c->state != CONN_OPEN)
+        if (c->closing || c->state != CONN_OPEN || c->paused)
             return;
         if (conn_in_reserve(c) < 0)
             return;
@@ -426,7 +429,8 @@ static void conn_read(struct conn *c)
     }
     /* The socket is level-triggered and brings us back, but bytes already
      * decrypted inside OpenSSL do not show on it. */
-    if (c->ssl != NULL && !c->closing && c->state == CONN_OPEN && SSL_has_pending(c->ssl))
+    if (c->ssl != NULL && !c->closing && c->state == CONN_OPEN && !c->paused &&
+        SSL_has_pending(c->ssl))
         again_add(c);
 }
 
@@ -714,6 +718,12 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *io, int revents)
         ev_io_stop(loop, io);
         return;
     case CONN_OPEN:
+        if (c->paused) {
+            /* Woken for a write that wanted to read; the pause holds. */
+            if (!c->write_wants_read)
+                ev_io_stop(loop, io);
+            return;
+        }
         conn_read(c);
         return;
     }
@@ -789,6 +799,8 @@ void conn_close(struct conn *c, const char *reason)
     ev_io_stop(w->loop, &c->rio);
     c->read_wants_write = false;
     ev_timer_stop(w->loop, &c->timer);
+    ev_timer_stop(w->loop, &c->pause);
+    c->paused = false;
     if (c->opened)
         log_info("conn %" PRIu64 " [%s]: closed: %s", c->id, c->peer, c->reason);
     else
@@ -809,6 +821,7 @@ static void conn_free(struct conn *c)
     ev_io_stop(w->loop, &c->rio);
     ev_io_stop(w->loop, &c->wio);
     ev_timer_stop(w->loop, &c->timer);
+    ev_timer_stop(w->loop, &c->pause);
     if (!c->notified)
         hashmap_remove(&w->conns, &c->id, sizeof(c->id));
     if (c->ssl != NULL) {
@@ -951,6 +964,46 @@ const char *conn_peer(const struct conn *c)
 bool conn_is_tls(const struct conn *c)
 {
     return c->tls_up;
+}
+
+void *conn_ssl(struct conn *c)
+{
+    return c->tls_up ? c->ssl : NULL;
+}
+
+static void conn_resume(struct conn *c)
+{
+    c->paused = false;
+    if (c->closing || c->state != CONN_OPEN)
+        return;
+    ev_io_start(c->w->loop, &c->rio);
+    /* Records OpenSSL already decrypted do not wake the socket watcher. */
+    if (c->ssl != NULL && SSL_has_pending(c->ssl))
+        again_add(c);
+}
+
+static void conn_pause_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    conn_resume(t->data);
+}
+
+void conn_pause_input(struct conn *c, double seconds)
+{
+    struct ev_loop *loop = c->w->loop;
+
+    if (c->closing)
+        return;
+    ev_timer_stop(loop, &c->pause);
+    if (seconds <= 0) {
+        if (c->paused)
+            conn_resume(c);
+        return;
+    }
+    c->paused = true;
+    if (!c->write_wants_read)
+        ev_io_stop(loop, &c->rio);
+    ev_timer_set(&c->pause, seconds, 0);
+    ev_timer_start(loop, &c->pause);
 }
 
 void conn_set_timeout(struct conn *c, double seconds)

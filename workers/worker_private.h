@@ -92,6 +92,8 @@ struct conn {
     ev_io rio, wio;
     /* Handshake deadline, then idle timeout, then (closing) flush deadline. */
     ev_timer timer;
+    /* conn_pause_input: reading resumes when it fires. */
+    ev_timer pause;
     double timeout; /* idle timeout in seconds, 0 = none */
     ev_tstamp last_input;
 
@@ -115,6 +117,7 @@ struct conn {
     bool peer_eof;         /* the peer closed (or the socket failed) */
     bool draining;         /* lingering close: discarding input until EOF */
     bool tls_shut;         /* close_notify sent */
+    bool paused;           /* conn_pause_input: not reading until the pause timer */
 
     struct conn *dirty_next, *closing_next;
     struct conn *prev, *next; /* every connection of the worker */

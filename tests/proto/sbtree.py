@@ -5,7 +5,10 @@ folder, starts the real supervisor (which starts the real broker and store),
 and offers the operator's view of it: the control socket, switchboardctl,
 and the pids of every process. Protocol workers that do not exist yet are
 stood in for by switchboard-echo, a line-based test worker on the shared
-worker skeleton, installed under the protocol's binary name.
+worker skeleton, installed under the protocol's binary name. Workers named
+in real= run their real binary instead (for now "xmpp": switchboard-xmpp
+with a c2s STARTTLS listener and a c2s-tls direct-TLS one, and the
+worker's own settings from worker_options).
 """
 import os
 import signal
@@ -52,8 +55,14 @@ def make_certificate(folder):
 
 
 class Tree:
-    def __init__(self, folder, workers=("xmpp", "mqtt"), store=None, extra=""):
+    # The listeners of a real worker: (name, tls mode).
+    REAL_LISTENERS = {"xmpp": (("c2s", "starttls"), ("c2s-tls", "direct"))}
+
+    def __init__(self, folder, workers=("xmpp", "mqtt"), store=None, extra="", real=(),
+                 worker_options=None):
         self.folder = str(folder)
+        self.real = tuple(real)
+        self.worker_options = worker_options or {}
         self.state = os.path.join(self.folder, "state")
         self.libexec = os.path.join(self.folder, "libexec")
         self.config = os.path.join(self.folder, "switchboard.yml")
@@ -65,7 +74,8 @@ class Tree:
             os.symlink(os.path.join(BIN, f"switchboard-{name}"),
                        os.path.join(self.libexec, f"switchboard-{name}"))
         for name in workers:
-            os.symlink(os.path.join(BIN, "switchboard-echo"),
+            binary = f"switchboard-{name}" if name in self.real else "switchboard-echo"
+            os.symlink(os.path.join(BIN, binary),
                        os.path.join(self.libexec, f"switchboard-{name}"))
         self.crt, self.key = make_certificate(self.folder)
         self.write_config(store=store, extra=extra)
@@ -87,10 +97,19 @@ class Tree:
             lines.append("workers:")
         for name in self.workers:
             port = ports.get(name, 0)
+            lines += [f"  {name}:", "    enabled: true"]
+            for key, value in self.worker_options.get(name, {}).items():
+                if isinstance(value, bool):
+                    value = "true" if value else "false"
+                lines.append(f"    {key}: {value}")
+            lines.append("    listeners:")
+            if name in self.real:
+                for i, (lname, mode) in enumerate(self.REAL_LISTENERS[name]):
+                    lport = port if i == 0 else 0
+                    lines.append(f"      - {{name: {lname}, address: 127.0.0.1, port: {lport},"
+                                 f" tls: {mode}}}")
+                continue
             lines += [
-                f"  {name}:",
-                "    enabled: true",
-                "    listeners:",
                 f"      - {{name: plain, address: 127.0.0.1, port: {port}}}",
                 f"      - {{name: tls, address: 127.0.0.1, port: 0, tls: direct}}",
             ]

@@ -105,6 +105,12 @@ static void test_defaults(void)
     CHECK(c->limits.idle_timeout_s == 300);
     CHECK(c->limits.max_input == 262144);
     CHECK(c->limits.max_output == 1048576);
+    CHECK(c->xmpp.require_tls);
+    CHECK(c->xmpp.max_stanza == 262144);
+    CHECK(c->xmpp.max_sessions_per_account == 10);
+    CHECK(c->xmpp.auth_failures == 3);
+    CHECK(c->xmpp.plain);
+    CHECK(c->xmpp.max_connections_per_ip == 50);
     CHECK(c->workers[SB_WORKER_BROKER].enabled);
     CHECK(c->workers[SB_WORKER_STORE].enabled);
     for (int k = SB_WORKER_ROOMS; k < SB_WORKER_COUNT; k++) {
@@ -742,8 +748,79 @@ static void test_fingerprints(void)
     }
 }
 
-/* The shipped file loads, here without the development certificate, and
- * says what the brief promises. */
+/* workers.xmpp's own keys: values, ranges, types, and that they belong to
+ * the xmpp section only. */
+static void test_xmpp_options(void)
+{
+    struct config *c = load_ok("workers:\n"
+                               "  xmpp:\n"
+                               "    require_tls: false\n"
+                               "    max_stanza: 65536\n"
+                               "    max_sessions_per_account: 3\n"
+                               "    auth_failures: 5\n"
+                               "    plain: false\n"
+                               "    max_connections_per_ip: 0\n");
+
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK(!c->xmpp.require_tls);
+        CHECK(c->xmpp.max_stanza == 65536);
+        CHECK(c->xmpp.max_sessions_per_account == 3);
+        CHECK(c->xmpp.auth_failures == 5);
+        CHECK(!c->xmpp.plain);
+        CHECK(c->xmpp.max_connections_per_ip == 0);
+        CHECK(!c->workers[SB_WORKER_XMPP].enabled);
+        config_free(&c);
+    }
+    CHECK_ERROR("workers:\n  xmpp:\n    max_stanza: 100\n",
+                "t.yml:3: workers.xmpp.max_stanza 100 out of range (4096-67108864)");
+    CHECK_ERROR("workers:\n  xmpp:\n    max_stanza: 67108865\n",
+                "t.yml:3: workers.xmpp.max_stanza 67108865 out of range (4096-67108864)");
+    CHECK_ERROR("workers:\n  xmpp:\n    auth_failures: 1\n",
+                "t.yml:3: workers.xmpp.auth_failures 1 out of range (2-5)");
+    CHECK_ERROR("workers:\n  xmpp:\n    auth_failures: 6\n",
+                "t.yml:3: workers.xmpp.auth_failures 6 out of range (2-5)");
+    CHECK_ERROR("workers:\n  xmpp:\n    max_sessions_per_account: 0\n",
+                "t.yml:3: workers.xmpp.max_sessions_per_account 0 out of range (1-1000)");
+    CHECK_ERROR("workers:\n  xmpp:\n    max_connections_per_ip: -1\n",
+                "t.yml:3: workers.xmpp.max_connections_per_ip -1 out of range (0-10000000)");
+    CHECK_ERROR("workers:\n  xmpp:\n    require_tls: yes\n",
+                "t.yml:3: expected true or false for workers.xmpp.require_tls");
+    CHECK_ERROR("workers:\n  xmpp:\n    plain: 1\n",
+                "t.yml:3: expected true or false for workers.xmpp.plain");
+    CHECK_ERROR("workers:\n  xmpp:\n    max_stanza: big\n",
+                "t.yml:3: expected an integer for workers.xmpp.max_stanza");
+    /* Only the xmpp worker has these keys. */
+    CHECK_ERROR("workers:\n  mqtt:\n    require_tls: true\n",
+                "t.yml:3: unknown key 'require_tls' in workers.mqtt");
+    CHECK_ERROR("workers:\n  xmpp:\n    max_stanza: 8192\n    max_stanza: 8192\n",
+                "t.yml:4: duplicate key 'max_stanza'");
+
+    /* They restart the xmpp worker on SIGHUP, and only it. */
+    for (int k = 0; k < SB_WORKER_COUNT; k++) {
+        char *a = fingerprint_of("workers: {xmpp: {max_sessions_per_account: 10}}\n", k);
+        char *b = fingerprint_of("workers: {xmpp: {max_sessions_per_account: 11}}\n", k);
+        char *d = fingerprint_of("# defaults\n", k);
+
+        CHECK(a != NULL && b != NULL && d != NULL);
+        if (a != NULL && b != NULL && d != NULL) {
+            CHECK_STR(a, d); /* 10 is the default */
+            if (k == SB_WORKER_XMPP)
+                CHECK(strcmp(a, b) != 0);
+            else
+                CHECK_STR(a, b);
+        }
+        free(a);
+        free(b);
+        free(d);
+    }
+}
+
+/* The shipped file loads and says what the brief promises. It enables the
+ * xmpp worker, whose TLS listeners need the development certificate that
+ * scripts/run makes under var/tls: the file is loaded from a copy beside
+ * stand-in certificate files (only their readability is checked), and
+ * without them it must fail on the certificate. */
 static void test_default_file(void)
 {
     struct config *c = NULL;
@@ -757,7 +834,6 @@ static void test_default_file(void)
     } expect[] = {
         {SB_WORKER_XMPP, "c2s", 5222, CONFIG_TLS_STARTTLS, CONFIG_TRANSPORT_TCP},
         {SB_WORKER_XMPP, "c2s-tls", 5223, CONFIG_TLS_DIRECT, CONFIG_TRANSPORT_TCP},
-        {SB_WORKER_XMPP, "s2s", 5269, CONFIG_TLS_STARTTLS, CONFIG_TRANSPORT_TCP},
         {SB_WORKER_MQTT, "mqtt", 1883, CONFIG_TLS_NONE, CONFIG_TRANSPORT_TCP},
         {SB_WORKER_MQTT, "mqtt-tls", 8883, CONFIG_TLS_DIRECT, CONFIG_TRANSPORT_TCP},
         {SB_WORKER_SIP, "sip-udp", 5060, CONFIG_TLS_NONE, CONFIG_TRANSPORT_UDP},
@@ -767,16 +843,53 @@ static void test_default_file(void)
         {SB_WORKER_IRC, "irc-tls", 6697, CONFIG_TLS_DIRECT, CONFIG_TRANSPORT_TCP},
     };
     size_t seen[SB_WORKER_COUNT] = {0};
+    char root[PATH_MAX + 16], copy[2 * PATH_MAX], path[2 * PATH_MAX], expect_path[4 * PATH_MAX];
+    FILE *in = fopen(SB_SOURCE_DIR "/etc/switchboard.yml", "r");
+    char *text = malloc(CONFIG_MAX_SIZE + 1);
+    size_t len = 0;
 
-    CHECK(config_load(SB_SOURCE_DIR "/etc/switchboard.yml", &c, &e) == 0);
+    CHECK(in != NULL && text != NULL);
+    if (in == NULL || text == NULL) {
+        if (in != NULL)
+            fclose(in);
+        free(text);
+        return;
+    }
+    len = fread(text, 1, CONFIG_MAX_SIZE, in);
+    fclose(in);
+    text[len] = '\0';
+    snprintf(root, sizeof(root), "%s/shipped", tmp_dir);
+    CHECK(mkdir(root, 0700) == 0);
+    snprintf(path, sizeof(path), "%s/etc", root);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(copy, sizeof(copy), "%s/etc/switchboard.yml", root);
+    write_file(copy, text);
+    free(text);
+
+    CHECK(config_load(copy, &c, &e) == -1);
+    snprintf(expect_path, sizeof(expect_path),
+             "%s:41: certificate file '%s/var/tls/dev.crt' not found", copy, root);
+    CHECK_STR(e, expect_path);
+
+    snprintf(path, sizeof(path), "%s/var", root);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof(path), "%s/var/tls", root);
+    CHECK(mkdir(path, 0700) == 0);
+    snprintf(path, sizeof(path), "%s/var/tls/dev.crt", root);
+    write_file(path, "stand-in\n");
+    snprintf(path, sizeof(path), "%s/var/tls/dev.key", root);
+    write_file(path, "stand-in\n");
+    CHECK(config_load(copy, &c, &e) == 0);
     if (c == NULL) {
         fprintf(stderr, "etc/switchboard.yml: %s\n", e);
         return;
     }
     CHECK(c->n_hosts == 1 && strcmp(c->hosts[0], "localhost") == 0);
-    CHECK_STR(c->state_dir, SB_SOURCE_DIR "/var");
+    snprintf(expect_path, sizeof(expect_path), "%s/var", root);
+    CHECK_STR(c->state_dir, expect_path);
     CHECK(c->store.backend == CONFIG_BACKEND_SQLITE);
-    CHECK_STR(c->store.sqlite_path, SB_SOURCE_DIR "/var/switchboard.db");
+    snprintf(expect_path, sizeof(expect_path), "%s/var/switchboard.db", root);
+    CHECK_STR(c->store.sqlite_path, expect_path);
     CHECK(c->log_level == LOG_LEVEL_INFO);
     CHECK(c->broker.heartbeat_ms == 1000 && c->limits.max_input == 262144);
     for (size_t i = 0; i < sizeof(expect) / sizeof(expect[0]); i++) {
@@ -792,9 +905,13 @@ static void test_default_file(void)
         CHECK(w->listeners[n].transport == expect[i].transport);
     }
     for (int k = SB_WORKER_ROOMS; k < SB_WORKER_COUNT; k++) {
-        CHECK(!c->workers[k].enabled);
+        /* Each protocol worker is enabled once it exists. */
+        CHECK(c->workers[k].enabled == (k == SB_WORKER_XMPP));
         CHECK(c->workers[k].n_listeners == seen[k]);
     }
+    CHECK(c->xmpp.require_tls && c->xmpp.max_stanza == 262144 &&
+          c->xmpp.max_sessions_per_account == 10 && c->xmpp.auth_failures == 3 && c->xmpp.plain &&
+          c->xmpp.max_connections_per_ip == 50);
     config_free(&c);
 }
 
@@ -815,6 +932,7 @@ int main(void)
     test_yaml_refused();
     test_default_file();
     test_fingerprints();
+    test_xmpp_options();
     test_files(); /* changes the current directory */
     if (chdir(cwd) == 0) {
         char cmd[PATH_MAX + 16];

@@ -1,0 +1,226 @@
+/*
+ * switchboard-xmpp's insides, shared by its files and by nothing else:
+ * the worker's global state (struct xmpp_server), the state of one client
+ * connection (struct xmpp_session), the caps in one place, and the
+ * functions the files call in each other.
+ *
+ * The flow of a connection:
+ *   xmpp_proto.c   the worker_proto callbacks; the session and per-address
+ *                  tables; broker messages in; announce
+ *   xmpp_stream.c  stream headers and features, STARTTLS, SASL, resource
+ *                  binding, stream errors and restarts; after binding, each
+ *                  first-level element is dispatched by {namespace}name
+ *                  through xmpp_stanza_handlers (later rounds add rows:
+ *                  stream management, CSI...)
+ *   xmpp_route.c   RFC 6120 §8 and §10 checks on client stanzas, the
+ *                  normalized IPC_STANZA to the broker, deliveries from the
+ *                  broker to sessions, RFC 6121 §8 rules for addresses
+ *                  without a session, stanza errors
+ *   xmpp_iq.c      iqs the server answers itself (ping, disco, version...)
+ */
+#ifndef SB_XMPP_SESSION_H
+#define SB_XMPP_SESSION_H
+
+#include <ev.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/hashmap.h"
+#include "shared/sasl.h"
+#include "workers/worker.h"
+#include "xmpp/xmpp_jid.h"
+#include "xmpp/xmpp_parse.h"
+#include "xmpp/xmpp_xml.h"
+
+/* --- caps and timings of the c2s worker, in one place --- */
+
+/* Seconds a connection may take to authenticate and bind (or the
+ * configured idle timeout when it is shorter). */
+#define XMPP_PREAUTH_TIMEOUT_S 30.0
+/* Input rate shaper per connection (token bucket on received bytes): the
+ * sustained rate and the burst. Beyond it the connection is not read for
+ * the time the debt takes to repay. */
+#define XMPP_RATE_BYTES_PER_S (100.0 * 1024)
+#define XMPP_RATE_BURST (1024.0 * 1024)
+/* How long the store may take to answer account.get during SASL. */
+#define XMPP_STORE_TIMEOUT_MS 5000
+/* Failed SASL attempts per client address within the window before every
+ * attempt from it gets <temporary-auth-failure/> until the window ends. */
+#define XMPP_AUTH_IP_FAILURES 5
+#define XMPP_AUTH_IP_WINDOW_S 60.0
+/* Addresses remembered for connection counts and failures: past this,
+ * failures of addresses without connections are forgotten first. */
+#define XMPP_IP_TABLE_MAX 65536
+/* How often the address table forgets expired failure windows. */
+#define XMPP_IP_SWEEP_S 30.0
+/* RFC 6120 §7.7.2.1 asks for 5 to 10 bind retries before policy-violation. */
+#define XMPP_BIND_RETRIES 5
+/* Random bytes of a stream id (hex in the header). */
+#define XMPP_STREAM_ID_BYTES 16
+/* Random bytes of a server-generated resource (hex). */
+#define XMPP_RESOURCE_BYTES 8
+/* Most bytes of one serialized stanza on its way to the broker or a
+ * client: escaping can make a max_stanza element somewhat longer. */
+#define XMPP_OUT_MAX(max_stanza) ((size_t)(max_stanza)*2 + 4096)
+
+#define XMPP_NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define XMPP_NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define XMPP_NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
+#define XMPP_NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+#define XMPP_NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define XMPP_NS_STREAM_ERRORS "urn:ietf:params:xml:ns:xmpp-streams"
+/* XEP-0440: which channel-binding types the server supports. */
+#define XMPP_NS_SASL_CB "urn:xmpp:sasl-cb:0"
+
+/* One client address: open connections and recent SASL failures. */
+struct xmpp_ip {
+    char addr[INET6_ADDRSTRLEN]; /* the map key */
+    unsigned conns;
+    unsigned failures; /* within the window that started at window_start */
+    double window_start;
+};
+
+/* The bound sessions of one account (for conflicts and the session cap). */
+struct xmpp_account {
+    char *bare; /* the map key: "local@domain" */
+    size_t bare_len;
+    struct xmpp_session *sessions;
+    unsigned n_sessions;
+};
+
+struct xmpp_server {
+    struct worker *w;
+    const struct config *config;
+    struct xmpp_parser_limits limits;
+    struct hashmap sessions; /* full JID -> struct xmpp_session (bound ones) */
+    struct hashmap accounts; /* bare JID -> struct xmpp_account */
+    struct hashmap ips;      /* address -> struct xmpp_ip */
+    struct xmpp_session *all;
+    /* Reused serialization buffers: out for stanzas, reply for answers
+     * built while out is in use. */
+    struct xmpp_buf out, reply;
+    /* tls-server-end-point (RFC 5929 §4.1) of the certificate, computed once. */
+    uint8_t cb_endpoint[64];
+    size_t cb_endpoint_len;
+    /* Key of the unknown-user SCRAM salts (sasl_params.fake_secret). */
+    uint8_t fake_secret[32];
+    size_t fake_secret_len;
+    ev_timer sweep;
+};
+
+struct xmpp_session {
+    struct conn *conn;
+    struct xmpp_server *srv;
+    struct xmpp_parser *parser;
+    struct xmpp_ip *ip;
+    const char *host; /* the configured host this stream is for (its 'to') */
+    bool header_sent; /* our response header for the current stream went out */
+    bool tls;         /* TLS is up (direct or after STARTTLS) */
+    bool authenticated;
+    bool bound;
+    bool closing;        /* a stream error or close was sent: ignore further input */
+    bool restarting_tls; /* <proceed/> sent during this feed: drop the rest */
+
+    /* SASL */
+    struct sasl_server *sasl;
+    uint32_t sasl_req; /* the pending account.get, 0 when none */
+    unsigned sasl_failures, bind_failures;
+    char *user; /* the normalized localpart once authenticated */
+
+    /* Bound: the full JID, its bare prefix, and the account's list. */
+    char *jid;
+    size_t jid_len, bare_len;
+    struct xmpp_account *account;
+    struct xmpp_session *acct_prev, *acct_next;
+    struct xmpp_session *prev, *next; /* every session of the worker */
+
+    /* Rate shaper. */
+    double tokens;
+    double last_fill;
+
+    char stream_id[XMPP_STREAM_ID_BYTES * 2 + 1];
+};
+
+/* A handler for a first-level element of a bound stream, found by
+ * {namespace}name in xmpp_stanza_handlers. */
+struct xmpp_stanza_handler {
+    const char *ns, *name;
+    void (*handle)(struct xmpp_session *s, struct xmpp_element *e);
+};
+extern const struct xmpp_stanza_handler xmpp_stanza_handlers[];
+
+/* --- xmpp_proto.c --- */
+
+/* The callback table handed to worker_main(). */
+extern const struct worker_proto xmpp_proto;
+
+/* The worker's state (one per process), or NULL outside its life: for
+ * callbacks that get only a connection id, such as request answers. */
+struct xmpp_server *xmpp_server_get(void);
+
+/* The bound session with this full JID (normalized), or NULL. */
+struct xmpp_session *xmpp_session_find(struct xmpp_server *srv, const char *jid, size_t len);
+/* Binds s to jid (a normalized full JID): replaces an older session of the
+ * same JID (RFC 6120 §7.7.2.2, it gets <conflict/>), registers s and
+ * announces it to the broker. -1 when the account has its maximum of
+ * sessions (*condition_r "resource-constraint") or memory ran out
+ * ("internal-server-error"). */
+int xmpp_session_bind(struct xmpp_session *s, const struct xmpp_jid *jid, const char **condition_r);
+/* Announces one bound session to the broker. */
+void xmpp_session_announce(struct xmpp_session *s);
+/* Counts a failed SASL attempt from the session's address. */
+void xmpp_ip_auth_failed(struct xmpp_session *s);
+/* True when the session's address failed too often recently. */
+bool xmpp_ip_auth_blocked(struct xmpp_session *s);
+/* The configured host equal to name (ASCII case-insensitively), or NULL. */
+const char *xmpp_host_lookup(const struct xmpp_server *srv, const char *name, size_t len);
+
+/* --- xmpp_stream.c --- */
+
+void xmpp_stream_start(struct xmpp_session *s);
+ssize_t xmpp_stream_input(struct xmpp_session *s, const uint8_t *data, size_t len);
+/* Sends <stream:error/> with condition (and text for humans, may be NULL),
+ * closes the stream and the connection after flushing. */
+void xmpp_stream_error(struct xmpp_session *s, enum xmpp_stream_error condition, const char *text);
+void xmpp_stream_timeout(struct xmpp_session *s);
+/* The connection is gone: free what the session holds. */
+void xmpp_stream_closed(struct xmpp_session *s, const char *reason);
+/* Writes serialized XML to the client. */
+void xmpp_session_write(struct xmpp_session *s, const char *xml, size_t len);
+
+/* --- xmpp_route.c --- */
+
+/* A stanza (message, presence, iq in jabber:client) from a bound client. */
+void xmpp_route_client_stanza(struct xmpp_session *s, struct xmpp_element *stanza);
+/* An IPC_STANZA from the broker. */
+void xmpp_route_broker_stanza(struct xmpp_server *srv, const struct ipc_msg *m);
+/* Appends an error stanza (RFC 6120 §8.3) to out: kind is "message",
+ * "presence" or "iq"; from, to and id may be NULL; type is the error type
+ * ("cancel", "modify", "wait", "auth"), condition a §8.3.3 element name,
+ * text a description for humans (may be NULL). -1 when out failed. */
+int xmpp_error_stanza(struct xmpp_buf *out, const char *kind, const char *from, const char *to,
+                      const char *id, const char *type, const char *condition, const char *text);
+/* The error type RFC 6120 §8.3.3 gives a stanza error condition. */
+const char *xmpp_error_type(const char *condition);
+/* Sends XML to the address: written straight to a local session when the
+ * address is bound here, else as an IPC_STANZA through the broker (NATIVE =
+ * xml, typed fields from the arguments). */
+void xmpp_route_xml(struct xmpp_server *srv, enum stanza_kind kind, const char *type,
+                    const char *id, const char *from, const char *to, const char *xml, size_t len);
+
+/* --- xmpp_iq.c --- */
+
+/* Whom an iq the server answers is addressed to. */
+enum xmpp_iq_target {
+    XMPP_IQ_SERVER,  /* a configured host (or no 'to' with the server's own iqs) */
+    XMPP_IQ_ACCOUNT, /* a bare JID of a local account, answered on its behalf */
+};
+/* Answers an iq get or set: appends the result or error iq, from 'to' to
+ * 'from', to out. iq has been checked (id, type, exactly one child). */
+void xmpp_iq_answer(struct xmpp_server *srv, enum xmpp_iq_target target,
+                    const struct xmpp_element *iq, const char *from, const char *to,
+                    struct xmpp_buf *out);
+
+#endif
