@@ -580,10 +580,18 @@ static enum sasl_result scram_server_first(struct sasl_server *s,
      * was reserved with the client's message. */
     buf_append(s, ",", 1);
     s->sfirst_off = s->buf_len;
-    n = snprintf(s->buf + s->buf_len, s->buf_cap - s->buf_len, "r=%.*s%s,s=%s,i=%u",
-                 (int)s->cnonce_len, s->buf + s->cnonce_off, snonce, salt_b64, iterations);
-    if (n < 0 || (size_t)n >= s->buf_cap - s->buf_len)
+    /* The client's nonce is copied from earlier in the same buffer, so it
+     * is not an snprintf argument (source and destination would alias). */
+    if (s->buf_cap - s->buf_len < 2 + s->cnonce_len + 1)
         return fail(s, out, SASL_COND_TEMPORARY_AUTH_FAILURE, "server-first too long");
+    memcpy(s->buf + s->buf_len, "r=", 2);
+    memmove(s->buf + s->buf_len + 2, s->buf + s->cnonce_off, s->cnonce_len);
+    n = snprintf(s->buf + s->buf_len + 2 + s->cnonce_len,
+                 s->buf_cap - s->buf_len - 2 - s->cnonce_len, "%s,s=%s,i=%u", snonce, salt_b64,
+                 iterations);
+    if (n < 0 || (size_t)n >= s->buf_cap - s->buf_len - 2 - s->cnonce_len)
+        return fail(s, out, SASL_COND_TEMPORARY_AUTH_FAILURE, "server-first too long");
+    n += 2 + (int)s->cnonce_len;
     s->sfirst_len = (size_t)n;
     s->nonce_off = s->sfirst_off + 2;
     s->nonce_len = s->cnonce_len + strlen(snonce);
