@@ -87,6 +87,11 @@ static const struct iq_handler iq_handlers[] = {
 
 #define N_HANDLERS (sizeof(iq_handlers) / sizeof(iq_handlers[0]))
 
+/* Features of the server that are no iq of this table. */
+static const char *const other_features[] = {
+    "msgoffline", /* XEP-0160 §5: offline messages are stored (xmpp_offline.c) */
+};
+
 static void answer_disco_info(struct iq_context *ctx)
 {
     /* XEP-0030 §3.1: nodes are not implemented. */
@@ -103,6 +108,11 @@ static void answer_disco_info(struct iq_context *ctx)
             continue;
         xmpp_buf_append_str(ctx->out, "<feature var='");
         xmpp_buf_append_str(ctx->out, iq_handlers[i].feature);
+        xmpp_buf_append_str(ctx->out, "'/>");
+    }
+    for (size_t i = 0; i < sizeof(other_features) / sizeof(other_features[0]); i++) {
+        xmpp_buf_append_str(ctx->out, "<feature var='");
+        xmpp_buf_append_str(ctx->out, other_features[i]);
         xmpp_buf_append_str(ctx->out, "'/>");
     }
     xmpp_buf_append_str(ctx->out, "</query></iq>");

@@ -173,10 +173,66 @@ void xmpp_session_announce(struct xmpp_session *s)
 
     ipc_put_bytes(wr, IPC_F_FROM, s->jid, s->jid_len);
     ipc_put_u64(wr, IPC_F_CONN, conn_id(s->conn));
-    /* Until the presence round sets it from <presence/>. */
-    ipc_put_i32(wr, IPC_F_PRIORITY, 0);
+    ipc_put_i32(wr, IPC_F_PRIORITY, s->priority);
+    if (s->show[0] != '\0')
+        ipc_put_str(wr, IPC_F_SHOW, s->show);
+    if (s->status != NULL)
+        ipc_put_str(wr, IPC_F_STATUS, s->status);
     if (!worker_ipc_end(s->srv->w))
         log_warnx("%s: the session could not be announced", s->jid);
+}
+
+/* The child {jabber:client}name of a presence, its text in *len_r. */
+static const char *presence_child(const struct xmpp_element *e, const char *name, size_t *len_r)
+{
+    struct xmpp_element *c = xmpp_element_child(e, name, XMPP_NS_CLIENT);
+
+    return c != NULL ? xmpp_element_text(c, len_r) : NULL;
+}
+
+int xmpp_session_presence(struct xmpp_session *s, const struct xmpp_element *presence,
+                          const char **condition_r)
+{
+    static const char *const shows[] = {"away", "chat", "dnd", "xa"};
+    const char *type = xmpp_element_attr(presence, "type"), *text;
+    bool available = type == NULL;
+    long priority = 0;
+    char *status = NULL;
+    size_t len;
+
+    if (available && (text = presence_child(presence, "priority", &len)) != NULL) {
+        char buf[8], *end;
+
+        /* RFC 6121 §4.7.2.3: an integer from -128 to +127 (absent: 0). */
+        if (len == 0 || len >= sizeof(buf)) {
+            *condition_r = "bad-request";
+            return -1;
+        }
+        memcpy(buf, text, len);
+        buf[len] = '\0';
+        priority = strtol(buf, &end, 10);
+        if (*end != '\0' || priority < -128 || priority > 127) {
+            *condition_r = "bad-request";
+            return -1;
+        }
+    }
+    s->show[0] = '\0';
+    if (available && (text = presence_child(presence, "show", &len)) != NULL)
+        for (size_t i = 0; i < sizeof(shows) / sizeof(shows[0]); i++)
+            if (strlen(shows[i]) == len && memcmp(shows[i], text, len) == 0)
+                snprintf(s->show, sizeof(s->show), "%s", shows[i]);
+    if (available && (text = presence_child(presence, "status", &len)) != NULL && len > 0 &&
+        len <= XMPP_STATUS_MAX)
+        status = strndup(text, len);
+    free(s->status);
+    s->status = status;
+    s->available = available;
+    /* Unavailable: back to the default of a bound session. */
+    s->priority = (int)priority;
+    xmpp_session_announce(s);
+    if (available && priority >= 0)
+        xmpp_offline_deliver(s);
+    return 0;
 }
 
 /* Takes s out of the tables; tells the broker when del is set. */
@@ -331,6 +387,8 @@ static void xmpp_conn_closed(struct conn *c, const char *reason)
                  reason);
     session_unbind(s, true);
     xmpp_stream_closed(s, reason);
+    free(s->status);
+    s->status = NULL;
     ip_release(s);
     free(s->jid);
     s->jid = NULL;

@@ -13,8 +13,8 @@
  * (NATIVE when it came from XMPP, else XML built from the typed fields). A
  * stanza without TARGET reached us as the route owner of one of our
  * domains: the address has no session, and RFC 6121 §8.5 says what to do
- * (for now: messages bounce with <service-unavailable/> where offline
- * storage will go, iqs get <service-unavailable/>, presence is dropped
+ * (messages of type normal or chat to a bare JID are stored offline by
+ * xmpp_offline.c, iqs get <service-unavailable/>, presence is dropped
  * until the presence round).
  *
  * NATIVE convention: on an IPC_STANZA of kind message, presence or iq,
@@ -386,11 +386,20 @@ void xmpp_route_client_stanza(struct xmpp_session *s, struct xmpp_element *e)
     } else {
         /* No 'to': the stanza is for the account itself (§10.3). */
         if (kind == STANZA_PRESENCE) {
-            /* Presence broadcast to the roster comes with the presence
-             * round; until then it changes nothing. */
+            /* Available and unavailable presence set the session's
+             * priority; broadcast to the roster comes with the presence
+             * round. */
+            if (type == NULL || strcmp(type, "unavailable") == 0) {
+                const char *condition;
+
+                if (xmpp_session_presence(s, e, &condition) < 0)
+                    reply_error(s, e, NULL, condition, "priority is -128 to 127");
+            }
             return;
         }
         if (kind == STANZA_IQ) {
+            if (get_set && xmpp_roster_iq(s, e, NULL))
+                return;
             if (get_set) {
                 char bare[XMPP_JID_MAX + 1];
 
@@ -419,7 +428,7 @@ void xmpp_route_client_stanza(struct xmpp_session *s, struct xmpp_element *e)
     if (host != NULL && kind == STANZA_IQ && !xmpp_jid_is_full(&jid)) {
         /* An iq to a local bare JID is answered by the server on the
          * account's behalf (RFC 6121 §8.5.1, §8.5.2.1.3). */
-        if (get_set)
+        if (get_set && !xmpp_roster_iq(s, e, jid.str))
             answer_iq(s, e, XMPP_IQ_ACCOUNT, jid.str);
         return;
     }
@@ -482,12 +491,33 @@ static int build_from_fields(struct xmpp_buf *b, const struct ipc_msg *m)
     return b->failed ? -1 : 0;
 }
 
-/* Offline storage (RFC 6121 §8.5.2.2.1, XEP-0160) comes with the next
- * round: it will push the message to the store (offline.push) and return
- * true. Until then nothing is stored and the sender gets an error. */
-static bool offline_store(struct xmpp_server *srv, const struct ipc_msg *m)
+/* RFC 6121 §8.5.2.2.1: a message of type normal or chat (or of no type,
+ * from another protocol) to an account without an available session is
+ * stored offline. True when it went to the store, which bounces it itself
+ * if it refuses. */
+static bool offline_store(struct xmpp_server *srv, const struct ipc_msg *m,
+                          const struct xmpp_jid *jid, const char *host)
 {
-    return false;
+    if ((m->present & BIT(IPC_F_TYPE)) && !ipc_slice_eq(m->type_str, "normal") &&
+        !ipc_slice_eq(m->type_str, "chat"))
+        return false;
+    if (native_xmpp(m))
+        return xmpp_offline_store(srv, m, jid, host, (const char *)m->native.ptr, m->native.len);
+    if (build_from_fields(&srv->out, m) < 0)
+        return false;
+    return xmpp_offline_store(srv, m, jid, host, srv->out.data, srv->out.len);
+}
+
+void xmpp_route_bounce(struct xmpp_server *srv, enum stanza_kind kind, const char *from,
+                       const char *to, const char *id, const char *condition)
+{
+    struct xmpp_buf *b = &srv->reply;
+
+    xmpp_buf_clear(b);
+    if (xmpp_error_stanza(b, kind_name(kind), from, to, id, xmpp_error_type(condition), condition,
+                          NULL) < 0)
+        return;
+    xmpp_route_xml(srv, kind, "error", id, from, to, b->data, b->len);
 }
 
 /* Bounces m to its sender with a stanza error from its recipient. */
@@ -495,17 +525,12 @@ static void bounce(struct xmpp_server *srv, const struct ipc_msg *m, const char 
 {
     char from[IPC_MAX_ADDRESS + 1], to[IPC_MAX_ADDRESS + 1], id[IPC_MAX_SHORT + 1];
     const char *idp = m->present & BIT(IPC_F_ID) ? ipc_slice_cstr(m->id, id, sizeof(id)) : NULL;
-    struct xmpp_buf *b = &srv->reply;
 
     if (ipc_slice_eq(m->type_str, "error") || m->from.len == 0)
         return;
     ipc_slice_cstr(m->to, from, sizeof(from));
     ipc_slice_cstr(m->from, to, sizeof(to));
-    xmpp_buf_clear(b);
-    if (xmpp_error_stanza(b, kind_name((enum stanza_kind)m->skind), from, to, idp,
-                          xmpp_error_type(condition), condition, NULL) < 0)
-        return;
-    xmpp_route_xml(srv, (enum stanza_kind)m->skind, "error", idp, from, to, b->data, b->len);
+    xmpp_route_bounce(srv, (enum stanza_kind)m->skind, from, to, idp, condition);
 }
 
 /* RFC 6121 §8.5.3.2.1: a message of type normal or chat to a full JID
@@ -542,14 +567,14 @@ static void resend_to_bare(struct xmpp_server *srv, const struct ipc_msg *m,
 static void owner_deliver(struct xmpp_server *srv, const struct ipc_msg *m)
 {
     struct xmpp_jid jid;
-    const char *error;
+    const char *error, *host;
     bool get_set = ipc_slice_eq(m->type_str, "get") || ipc_slice_eq(m->type_str, "set");
 
     /* Errors are never answered, and dropped when undeliverable. */
     if (ipc_slice_eq(m->type_str, "error"))
         return;
     if (xmpp_jid_parse(&jid, (const char *)m->to.ptr, m->to.len, &error) < 0 ||
-        xmpp_host_lookup(srv, jid.str + jid.domain_off, jid.domain_len) == NULL) {
+        (host = xmpp_host_lookup(srv, jid.str + jid.domain_off, jid.domain_len)) == NULL) {
         log_debug("stanza for an address we do not serve dropped");
         return;
     }
@@ -573,7 +598,7 @@ static void owner_deliver(struct xmpp_server *srv, const struct ipc_msg *m)
             resend_to_bare(srv, m, &jid);
             return;
         }
-        if (!offline_store(srv, m))
+        if (!offline_store(srv, m, &jid, host))
             bounce(srv, m, "service-unavailable");
         return;
     case STANZA_PRESENCE:

@@ -17,6 +17,10 @@
  *                  broker to sessions, RFC 6121 §8 rules for addresses
  *                  without a session, stanza errors
  *   xmpp_iq.c      iqs the server answers itself (ping, disco, version...)
+ *   xmpp_roster.c  the roster (RFC 6121 §2) in the store: gets, sets, pushes
+ *   xmpp_offline.c offline messages (RFC 6121 §8.5.2.2.1, XEP-0160) in the
+ *                  store: queued for accounts without an available session,
+ *                  delivered on the first available presence
  */
 #ifndef SB_XMPP_SESSION_H
 #define SB_XMPP_SESSION_H
@@ -57,6 +61,16 @@
 #define XMPP_IP_SWEEP_S 30.0
 /* RFC 6120 §7.7.2.1 asks for 5 to 10 bind retries before policy-violation. */
 #define XMPP_BIND_RETRIES 5
+/* Roster requests one session may have waiting for the store. */
+#define XMPP_ROSTER_PENDING_MAX 16
+/* Roster item limits (RFC 6121 §2.3.3's server-configured limits; the
+ * store's own caps). */
+#define XMPP_ROSTER_NAME_MAX 1023
+#define XMPP_ROSTER_GROUP_MAX 1023
+#define XMPP_ROSTER_GROUPS_MAX 100
+/* Most bytes of a presence <status/> kept for the broker; longer ones are
+ * not announced. */
+#define XMPP_STATUS_MAX 1024
 /* Random bytes of a stream id (hex in the header). */
 #define XMPP_STREAM_ID_BYTES 16
 /* Random bytes of a server-generated resource (hex). */
@@ -108,6 +122,7 @@ struct xmpp_server {
     uint8_t fake_secret[32];
     size_t fake_secret_len;
     ev_timer sweep;
+    uint64_t push_seq; /* ids of roster pushes */
 };
 
 struct xmpp_session {
@@ -135,6 +150,24 @@ struct xmpp_session {
     struct xmpp_account *account;
     struct xmpp_session *acct_prev, *acct_next;
     struct xmpp_session *prev, *next; /* every session of the worker */
+
+    /* Roster (xmpp_roster.c): requested once, so it gets pushes (RFC 6121
+     * §2.1.6's interested resource); store requests in flight. */
+    bool roster_interested;
+    unsigned roster_pending;
+
+    /* Presence without 'to' (RFC 6121 §4.7.2.3): available, priority,
+     * show and status as announced to the broker. Until available
+     * presence the priority is 0, so that clients which never send
+     * presence still get their bare JID's messages. */
+    bool available;
+    int priority;
+    char show[5];
+    char *status;
+    /* Offline messages (xmpp_offline.c): fetched on the first available
+     * presence of non-negative priority; the fetch or delete in flight. */
+    bool offline_started, offline_more;
+    uint32_t offline_req;
 
     /* Rate shaper. */
     double tokens;
@@ -168,8 +201,15 @@ struct xmpp_session *xmpp_session_find(struct xmpp_server *srv, const char *jid,
  * sessions (*condition_r "resource-constraint") or memory ran out
  * ("internal-server-error"). */
 int xmpp_session_bind(struct xmpp_session *s, const struct xmpp_jid *jid, const char **condition_r);
-/* Announces one bound session to the broker. */
+/* Announces one bound session (with its priority, show and status) to the
+ * broker; for a session already announced, an update. */
 void xmpp_session_announce(struct xmpp_session *s);
+/* Available or unavailable presence without 'to' from the session: keeps
+ * its priority, show and status and announces them (RFC 6121 §4.7.2.3);
+ * the first available one with a non-negative priority delivers the
+ * offline messages. -1 with *condition_r for a malformed priority. */
+int xmpp_session_presence(struct xmpp_session *s, const struct xmpp_element *presence,
+                          const char **condition_r);
 /* Counts a failed SASL attempt from the session's address. */
 void xmpp_ip_auth_failed(struct xmpp_session *s);
 /* True when the session's address failed too often recently. */
@@ -209,6 +249,10 @@ const char *xmpp_error_type(const char *condition);
  * xml, typed fields from the arguments). */
 void xmpp_route_xml(struct xmpp_server *srv, enum stanza_kind kind, const char *type,
                     const char *id, const char *from, const char *to, const char *xml, size_t len);
+/* Sends an error stanza with condition to 'to' (the original sender) from
+ * 'from' (the original recipient); id may be NULL. */
+void xmpp_route_bounce(struct xmpp_server *srv, enum stanza_kind kind, const char *from,
+                       const char *to, const char *id, const char *condition);
 
 /* --- xmpp_iq.c --- */
 
@@ -222,5 +266,23 @@ enum xmpp_iq_target {
 void xmpp_iq_answer(struct xmpp_server *srv, enum xmpp_iq_target target,
                     const struct xmpp_element *iq, const char *from, const char *to,
                     struct xmpp_buf *out);
+
+/* --- xmpp_roster.c --- */
+
+/* Handles iq (checked as in xmpp_route_client_stanza) when its payload is
+ * a jabber:iq:roster query: to_bare is the normalized bare JID it is
+ * addressed to, or NULL without 'to'. False when it is no roster iq. */
+bool xmpp_roster_iq(struct xmpp_session *s, struct xmpp_element *iq, const char *to_bare);
+
+/* --- xmpp_offline.c --- */
+
+/* Queues a message (xml, its XMPP form) for to (a bare JID of a local
+ * account on host) in the store, stamped with a XEP-0203 delay. When the
+ * store refuses it (no such account, queue full...), the sender gets
+ * <service-unavailable/>. False when it could not even be asked. */
+bool xmpp_offline_store(struct xmpp_server *srv, const struct ipc_msg *m, const struct xmpp_jid *to,
+                        const char *host, const char *xml, size_t len);
+/* Delivers the session's offline messages, then deletes them. */
+void xmpp_offline_deliver(struct xmpp_session *s);
 
 #endif

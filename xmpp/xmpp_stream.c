@@ -194,7 +194,9 @@ static void send_features(struct xmpp_session *s)
         /* RFC 6120 §7.4; and RFC 3921's session establishment as an
          * optional no-op for old clients (draft-cridland-xmpp-session). */
         xmpp_buf_append_str(b, "<bind xmlns='" XMPP_NS_BIND "'/>"
-                               "<session xmlns='" XMPP_NS_SESSION "'><optional/></session>");
+                               "<session xmlns='" XMPP_NS_SESSION "'><optional/></session>"
+                               /* RFC 6121 §2.6.1: roster versioning. */
+                               "<ver xmlns='urn:xmpp:features:rosterver'/>");
     }
     xmpp_buf_append_str(b, "</stream:features>");
     if (b->failed) {
