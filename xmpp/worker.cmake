@@ -10,5 +10,6 @@ add_executable(switchboard-xmpp
   ${CMAKE_CURRENT_LIST_DIR}/xmpp_route.c
   ${CMAKE_CURRENT_LIST_DIR}/xmpp_iq.c
   ${CMAKE_CURRENT_LIST_DIR}/xmpp_roster.c
-  ${CMAKE_CURRENT_LIST_DIR}/xmpp_offline.c)
+  ${CMAKE_CURRENT_LIST_DIR}/xmpp_offline.c
+  ${CMAKE_CURRENT_LIST_DIR}/xmpp_presence.c)
 target_link_libraries(switchboard-xmpp PRIVATE sb_worker sb_xmpp_parse sb_xmpp_jid)

@@ -385,6 +385,7 @@ static void xmpp_conn_closed(struct conn *c, const char *reason)
     if (s->bound)
         log_info("conn %" PRIu64 " [%s] %s: session ended: %s", conn_id(c), conn_peer(c), s->jid,
                  reason);
+    xmpp_presence_gone(s);
     session_unbind(s, true);
     xmpp_stream_closed(s, reason);
     free(s->status);

@@ -10,10 +10,10 @@
  * asked for the roster (an "interested resource"), the requester included,
  * and answered with an empty result.
  *
- * Clients cannot change subscription states (§2.1.2.5): a set writes the
- * item with subscription "none", no pending ask and no pre-approval, which
- * is what every item is until the subscription state machine exists; that
- * round must keep the stored states across a set.
+ * Clients cannot change subscription states (§2.1.2.5): a set first reads
+ * the roster and writes the item with the stored subscription, pending ask
+ * and pre-approval (those of a new item: none), which only the subscription
+ * state machine (xmpp_presence.c) changes.
  *
  * The store answers asynchronously: a request carries a small context with
  * the connection id (the session may be gone by then), the iq id, and for
@@ -44,6 +44,8 @@ struct roster_call {
     char *bare;    /* the account, for the pushes */
     char *item;    /* set/remove: the <item/> to push */
     size_t item_len;
+    /* set: the fields to store once the item's subscription state is read */
+    char *contact, *name, *groups;
 };
 
 static void call_free(struct roster_call *c)
@@ -51,6 +53,9 @@ static void call_free(struct roster_call *c)
     free(c->id);
     free(c->bare);
     free(c->item);
+    free(c->contact);
+    free(c->name);
+    free(c->groups);
     free(c);
 }
 
@@ -171,6 +176,16 @@ static void push_item(struct xmpp_session *s, const char *ver, const char *item,
         xmpp_session_write(s, b->data, b->len);
 }
 
+void xmpp_roster_push(struct xmpp_server *srv, const char *bare, const char *ver, const char *item,
+                      size_t len)
+{
+    struct xmpp_account *a = hashmap_get(&srv->accounts, bare, strlen(bare));
+
+    for (struct xmpp_session *p = a != NULL ? a->sessions : NULL; p != NULL; p = p->acct_next)
+        if (p->roster_interested && !p->closing)
+            push_item(p, ver, item, len);
+}
+
 /* --- roster get --- */
 
 static void get_done(void *ctx, const struct ipc_msg *m)
@@ -250,7 +265,6 @@ static void set_done(void *ctx, const struct ipc_msg *m)
     struct roster_call *c = ctx;
     struct xmpp_server *srv = xmpp_server_get();
     struct xmpp_session *s = srv != NULL ? call_session(srv, c) : NULL;
-    struct xmpp_account *a;
     struct ipc_slice v;
     uint32_t offset = 0;
     char ver[32];
@@ -274,10 +288,7 @@ static void set_done(void *ctx, const struct ipc_msg *m)
     }
     ipc_slice_cstr(v, ver, sizeof(ver));
     /* §2.3.2: push to every interested resource, then the result. */
-    a = hashmap_get(&srv->accounts, c->bare, strlen(c->bare));
-    for (struct xmpp_session *p = a != NULL ? a->sessions : NULL; p != NULL; p = p->acct_next)
-        if (p->roster_interested && !p->closing)
-            push_item(p, ver, c->item, c->item_len);
+    xmpp_roster_push(srv, c->bare, ver, c->item, c->item_len);
     if (s != NULL) {
         struct xmpp_buf *b = &srv->reply;
 
@@ -289,6 +300,71 @@ static void set_done(void *ctx, const struct ipc_msg *m)
     }
 out:
     call_free(c);
+}
+
+static struct ipc_slice str_slice(const char *str, size_t len)
+{
+    return (struct ipc_slice){(const uint8_t *)str, (uint32_t)len};
+}
+
+/* A set, once the item's stored state is read: stores the item with the
+ * client's name and groups and the stored subscription, ask and
+ * pre-approval, and puts them in the push. */
+static void set_read_done(void *ctx, const struct ipc_msg *m)
+{
+    static const char none_attr[] = " subscription='none'";
+    struct roster_call *c = ctx;
+    struct xmpp_server *srv = xmpp_server_get();
+    struct ipc_slice v, f[ROSTER_FIELDS], sub = {(const uint8_t *)"none", 4}, ask = {NULL, 0};
+    struct ipc_slice approved = {(const uint8_t *)"0", 1}, args[8];
+    uint32_t offset = 0;
+    char *at;
+
+    if (srv == NULL || m->code != IPC_CODE_OK) {
+        set_done(c, m);
+        return;
+    }
+    ipc_msg_each(m, IPC_F_ARG, &offset, &v); /* the version */
+    while (ipc_msg_each(m, IPC_F_ARG, &offset, &v))
+        if (split_fields(v, f, ROSTER_FIELDS) && ipc_slice_eq(f[0], c->contact)) {
+            if (!ipc_slice_eq(f[2], "remove")) {
+                sub = f[2];
+                ask = f[3];
+                approved = f[4];
+            }
+            break;
+        }
+    /* The push was built with subscription 'none': attribute values are
+     * escaped, so the first such text is the attribute. */
+    at = strstr(c->item, none_attr);
+    if (at != NULL && sub.len <= 4) {
+        size_t head = (size_t)(at - c->item), tail = c->item_len - head - (sizeof(none_attr) - 1);
+        char attrs[64];
+        int n = snprintf(attrs, sizeof(attrs), " subscription='%.*s'%s%s", (int)sub.len,
+                         (const char *)sub.ptr,
+                         ipc_slice_eq(ask, "subscribe") ? " ask='subscribe'" : "",
+                         ipc_slice_eq(approved, "1") ? " approved='true'" : "");
+        char *item = malloc(head + (size_t)n + tail + 1);
+
+        if (item != NULL) {
+            memcpy(item, c->item, head);
+            memcpy(item + head, attrs, (size_t)n);
+            memcpy(item + head + (size_t)n, at + sizeof(none_attr) - 1, tail);
+            item[head + (size_t)n + tail] = '\0';
+            free(c->item);
+            c->item = item;
+            c->item_len = head + (size_t)n + tail;
+        }
+    }
+    args[0] = str_slice(c->bare, strcspn(c->bare, "@"));
+    args[1] = str_slice(strchr(c->bare, '@') + 1, strlen(strchr(c->bare, '@') + 1));
+    args[2] = str_slice(c->contact, strlen(c->contact));
+    args[3] = str_slice(c->name, strlen(c->name));
+    args[4] = sub;
+    args[5] = ask;
+    args[6] = approved;
+    args[7] = str_slice(c->groups, strlen(c->groups));
+    worker_request(srv->w, "store", "roster.set", args, 8, XMPP_STORE_TIMEOUT_MS, set_done, c);
 }
 
 /* True when the group names repeat (compared bytewise: they are stored
@@ -392,11 +468,6 @@ static struct roster_call *call_new(struct xmpp_session *s, enum roster_op op, c
     return c;
 }
 
-static struct ipc_slice str_slice(const char *str, size_t len)
-{
-    return (struct ipc_slice){(const uint8_t *)str, (uint32_t)len};
-}
-
 static void roster_get(struct xmpp_session *s, const struct xmpp_element *query, const char *id)
 {
     const char *ver = xmpp_element_attr(query, "ver");
@@ -464,12 +535,20 @@ static void roster_set(struct xmpp_session *s, const struct xmpp_element *query,
     } else {
         const char *name = xmpp_element_attr(item, "name");
 
-        args[3] = str_slice(name != NULL ? name : "", name != NULL ? strlen(name) : 0);
-        args[4] = str_slice("none", 4);
-        args[5] = str_slice("", 0);
-        args[6] = str_slice("0", 1);
-        args[7] = str_slice(groups.len > 0 ? groups.data : "", groups.len);
-        worker_request(srv->w, "store", "roster.set", args, 8, XMPP_STORE_TIMEOUT_MS, set_done, c);
+        /* The subscription state is the server's (§2.1.2.5): read it
+         * first, to keep it (set_read_done). */
+        c->contact = strndup(contact->str, contact->len);
+        c->name = strdup(name != NULL ? name : "");
+        c->groups = strndup(groups.len > 0 ? groups.data : "", groups.len);
+        if (c->contact == NULL || c->name == NULL || c->groups == NULL) {
+            s->roster_pending--;
+            call_free(c);
+            reply_error(s, id, "internal-server-error", NULL);
+            goto out;
+        }
+        args[2] = str_slice("", 0);
+        worker_request(srv->w, "store", "roster.get", args, 3, XMPP_STORE_TIMEOUT_MS, set_read_done,
+                       c);
     }
 out:
     xmpp_buf_free(&groups);

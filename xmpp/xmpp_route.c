@@ -14,8 +14,8 @@
  * stanza without TARGET reached us as the route owner of one of our
  * domains: the address has no session, and RFC 6121 §8.5 says what to do
  * (messages of type normal or chat to a bare JID are stored offline by
- * xmpp_offline.c, iqs get <service-unavailable/>, presence is dropped
- * until the presence round).
+ * xmpp_offline.c, iqs get <service-unavailable/>, subscriptions and probes
+ * go to xmpp_presence.c, other presence is dropped).
  *
  * NATIVE convention: on an IPC_STANZA of kind message, presence or iq,
  * NATIVE holds XMPP XML (one jabber:client stanza serialized without its
@@ -387,13 +387,15 @@ void xmpp_route_client_stanza(struct xmpp_session *s, struct xmpp_element *e)
         /* No 'to': the stanza is for the account itself (§10.3). */
         if (kind == STANZA_PRESENCE) {
             /* Available and unavailable presence set the session's
-             * priority; broadcast to the roster comes with the presence
-             * round. */
+             * priority and go to the roster (xmpp_presence.c). */
             if (type == NULL || strcmp(type, "unavailable") == 0) {
                 const char *condition;
+                bool was_available = s->available;
 
                 if (xmpp_session_presence(s, e, &condition) < 0)
                     reply_error(s, e, NULL, condition, "priority is -128 to 127");
+                else
+                    xmpp_presence_broadcast(s, e, was_available);
             }
             return;
         }
@@ -415,6 +417,8 @@ void xmpp_route_client_stanza(struct xmpp_session *s, struct xmpp_element *e)
         }
     }
 
+    if (kind == STANZA_PRESENCE && !is_error && xmpp_presence_client(s, e, type, &jid))
+        return;
     host = xmpp_host_lookup(srv, jid.str + jid.domain_off, jid.domain_len);
     if (host != NULL && jid.local_len == 0 && !xmpp_jid_is_full(&jid)) {
         /* To the server itself (RFC 6120 §10.3). */
@@ -602,8 +606,8 @@ static void owner_deliver(struct xmpp_server *srv, const struct ipc_msg *m)
             bounce(srv, m, "service-unavailable");
         return;
     case STANZA_PRESENCE:
-        /* Subscriptions, probes and offline presence come with the
-         * presence round (RFC 6121 §3, §4); until then, dropped. */
+        /* Subscriptions and probes never get here (xmpp_presence.c);
+         * other presence for an account without sessions is dropped. */
         return;
     case STANZA_IQ:
         /* §8.5.3.2.2 (full JID) and §8.5.2.1.3 / §8.5.1 (bare JID, answered
@@ -627,6 +631,9 @@ void xmpp_route_broker_stanza(struct xmpp_server *srv, const struct ipc_msg *m)
         log_debug("stanza of kind %u ignored", (unsigned)m->skind);
         return;
     }
+    /* Subscriptions and probes are the server's (xmpp_presence.c). */
+    if (xmpp_presence_inbound(srv, m))
+        return;
     if (m->n_target == 0) {
         owner_deliver(srv, m);
         return;

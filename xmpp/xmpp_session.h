@@ -18,6 +18,8 @@
  *                  without a session, stanza errors
  *   xmpp_iq.c      iqs the server answers itself (ping, disco, version...)
  *   xmpp_roster.c  the roster (RFC 6121 §2) in the store: gets, sets, pushes
+ *   xmpp_presence.c subscriptions (RFC 6121 §3) and presence broadcast,
+ *                  probes and directed presence (§4)
  *   xmpp_offline.c offline messages (RFC 6121 §8.5.2.2.1, XEP-0160) in the
  *                  store: queued for accounts without an available session,
  *                  delivered on the first available presence
@@ -68,6 +70,10 @@
 #define XMPP_ROSTER_NAME_MAX 1023
 #define XMPP_ROSTER_GROUP_MAX 1023
 #define XMPP_ROSTER_GROUPS_MAX 100
+/* Addresses one session remembers having sent directed presence to
+ * (RFC 6121 §4.6): they get its unavailable presence. Past the cap, more
+ * are not remembered. */
+#define XMPP_DIRECTED_MAX 64
 /* Most bytes of a presence <status/> kept for the broker; longer ones are
  * not announced. */
 #define XMPP_STATUS_MAX 1024
@@ -168,6 +174,12 @@ struct xmpp_session {
      * presence of non-negative priority; the fetch or delete in flight. */
     bool offline_started, offline_more;
     uint32_t offline_req;
+    /* Presence (xmpp_presence.c): the last available presence as sent
+     * to contacts (from the full JID, no 'to'), for probes; the addresses
+     * of directed presence. */
+    char *presence_xml;
+    size_t presence_len;
+    struct xmpp_directed *directed;
 
     /* Rate shaper. */
     double tokens;
@@ -273,6 +285,34 @@ void xmpp_iq_answer(struct xmpp_server *srv, enum xmpp_iq_target target,
  * a jabber:iq:roster query: to_bare is the normalized bare JID it is
  * addressed to, or NULL without 'to'. False when it is no roster iq. */
 bool xmpp_roster_iq(struct xmpp_session *s, struct xmpp_element *iq, const char *to_bare);
+
+/* Pushes item (one serialized <item/>) with version ver to every session
+ * of bare on this worker that asked for the roster (RFC 6121 §2.1.6). */
+void xmpp_roster_push(struct xmpp_server *srv, const char *bare, const char *ver, const char *item,
+                      size_t len);
+
+/* --- xmpp_presence.c --- */
+
+/* A presence with 'to' (normalized in to) from a bound client: the
+ * subscription types are handled here (true: nothing more to do); for
+ * directed available/unavailable presence the address is remembered and
+ * false says to route the stanza as usual. Other types: false. */
+bool xmpp_presence_client(struct xmpp_session *s, struct xmpp_element *e, const char *type,
+                          const struct xmpp_jid *to);
+/* Remembers 'to' as a directed presence target of the session. */
+void xmpp_presence_directed(struct xmpp_session *s, const char *to);
+/* After xmpp_session_presence() took a presence without 'to': broadcasts
+ * it to the roster (available: probes too when was_available is false;
+ * unavailable: directed targets too). */
+void xmpp_presence_broadcast(struct xmpp_session *s, struct xmpp_element *presence,
+                             bool was_available);
+/* A presence of type subscribe, subscribed, unsubscribe, unsubscribed or
+ * probe from the broker, with TARGETs or as the route owner: handled here
+ * (true); false for the other presence, delivered as usual. */
+bool xmpp_presence_inbound(struct xmpp_server *srv, const struct ipc_msg *m);
+/* The connection of s is closing: unavailable to contacts and directed
+ * targets if it was available, and what the session held is freed. */
+void xmpp_presence_gone(struct xmpp_session *s);
 
 /* --- xmpp_offline.c --- */
 
