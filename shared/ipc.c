@@ -75,8 +75,8 @@ static const struct type_rule type_rules[] = {
     [IPC_ROUTE_ADD] = {"ROUTE_ADD", BIT(IPC_F_ADDRESS), BIT(IPC_F_ADDRESS)},
     [IPC_ROUTE_DEL] = {"ROUTE_DEL", BIT(IPC_F_ADDRESS), BIT(IPC_F_ADDRESS)},
     [IPC_SESSION_ADD] = {"SESSION_ADD",
-                         BIT(IPC_F_FROM) | BIT(IPC_F_CONN) | BIT(IPC_F_PRIORITY) |
-                             BIT(IPC_F_SHOW) | BIT(IPC_F_STATUS),
+                         BIT(IPC_F_FROM) | BIT(IPC_F_CONN) | BIT(IPC_F_PRIORITY) | BIT(IPC_F_SHOW) |
+                             BIT(IPC_F_STATUS),
                          BIT(IPC_F_FROM) | BIT(IPC_F_CONN)},
     [IPC_SESSION_DEL] = {"SESSION_DEL", BIT(IPC_F_FROM), BIT(IPC_F_FROM)},
     [IPC_INTEREST_ADD] = {"INTEREST_ADD", BIT(IPC_F_TOPIC), BIT(IPC_F_TOPIC)},
@@ -87,8 +87,8 @@ static const struct type_rule type_rules[] = {
                          BIT(IPC_F_WORKER),
                      BIT(IPC_F_TO) | BIT(IPC_F_REQ_ID) | BIT(IPC_F_OP)},
     [IPC_RESPONSE] = {"RESPONSE",
-                      BIT(IPC_F_WORKER) | BIT(IPC_F_REQ_ID) | BIT(IPC_F_CODE) |
-                          BIT(IPC_F_REASON) | BIT(IPC_F_ARG),
+                      BIT(IPC_F_WORKER) | BIT(IPC_F_REQ_ID) | BIT(IPC_F_CODE) | BIT(IPC_F_REASON) |
+                          BIT(IPC_F_ARG),
                       BIT(IPC_F_WORKER) | BIT(IPC_F_REQ_ID) | BIT(IPC_F_CODE)},
 };
 
@@ -121,8 +121,8 @@ const char *ipc_type_name(unsigned type)
 
 const char *ipc_code_name(unsigned code)
 {
-    static const char *const names[] = {"ok", "bad-request", "not-found", "conflict",
-                                        "unavailable", "internal"};
+    static const char *const names[] = {"ok",       "bad-request", "not-found",
+                                        "conflict", "unavailable", "internal"};
     return code <= IPC_CODE_MAX ? names[code] : "unknown";
 }
 
@@ -153,37 +153,98 @@ static void msg_set(struct ipc_msg *m, unsigned tag, const uint8_t *v, uint32_t 
     struct ipc_slice s = {v, len};
 
     switch ((enum ipc_tag)tag) {
-    case IPC_F_KIND: m->kind = s; break;
-    case IPC_F_PID: m->pid = get_u32(v); break;
-    case IPC_F_WORKER: m->worker = get_u32(v); break;
-    case IPC_F_EPOCH: m->epoch = get_u64(v); break;
-    case IPC_F_REASON: m->reason = s; break;
-    case IPC_F_ADDRESS: m->address = s; break;
-    case IPC_F_CONN: m->conn = get_u64(v); break;
-    case IPC_F_TARGET: m->n_target++; break;
-    case IPC_F_SKIND: m->skind = v[0]; break;
-    case IPC_F_TYPE: m->type_str = s; break;
-    case IPC_F_ID: m->id = s; break;
-    case IPC_F_FROM: m->from = s; break;
-    case IPC_F_TO: m->to = s; break;
-    case IPC_F_BODY: m->body_text = s; break;
-    case IPC_F_SUBJECT: m->subject = s; break;
-    case IPC_F_THREAD: m->thread = s; break;
-    case IPC_F_SHOW: m->show = s; break;
-    case IPC_F_STATUS: m->status = s; break;
-    case IPC_F_PRIORITY: m->priority = (int32_t)get_u32(v); break;
-    case IPC_F_TOPIC: m->topic = s; break;
-    case IPC_F_PAYLOAD: m->payload = s; break;
-    case IPC_F_QOS: m->qos = v[0]; break;
-    case IPC_F_RETAIN: m->retain = v[0]; break;
-    case IPC_F_NATIVE: m->native = s; break;
-    case IPC_F_REQ_ID: m->req_id = get_u32(v); break;
-    case IPC_F_OP: m->op = s; break;
-    case IPC_F_ARG: m->n_arg++; break;
-    case IPC_F_CODE: m->code = get_u32(v); break;
-    case IPC_F_CONNS: m->conns = get_u32(v); break;
-    case IPC_F_INSTANCE: m->instance = get_u64(v); break;
-    case IPC_F_MAX: break;
+    case IPC_F_KIND:
+        m->kind = s;
+        break;
+    case IPC_F_PID:
+        m->pid = get_u32(v);
+        break;
+    case IPC_F_WORKER:
+        m->worker = get_u32(v);
+        break;
+    case IPC_F_EPOCH:
+        m->epoch = get_u64(v);
+        break;
+    case IPC_F_REASON:
+        m->reason = s;
+        break;
+    case IPC_F_ADDRESS:
+        m->address = s;
+        break;
+    case IPC_F_CONN:
+        m->conn = get_u64(v);
+        break;
+    case IPC_F_TARGET:
+        m->n_target++;
+        break;
+    case IPC_F_SKIND:
+        m->skind = v[0];
+        break;
+    case IPC_F_TYPE:
+        m->type_str = s;
+        break;
+    case IPC_F_ID:
+        m->id = s;
+        break;
+    case IPC_F_FROM:
+        m->from = s;
+        break;
+    case IPC_F_TO:
+        m->to = s;
+        break;
+    case IPC_F_BODY:
+        m->body_text = s;
+        break;
+    case IPC_F_SUBJECT:
+        m->subject = s;
+        break;
+    case IPC_F_THREAD:
+        m->thread = s;
+        break;
+    case IPC_F_SHOW:
+        m->show = s;
+        break;
+    case IPC_F_STATUS:
+        m->status = s;
+        break;
+    case IPC_F_PRIORITY:
+        m->priority = (int32_t)get_u32(v);
+        break;
+    case IPC_F_TOPIC:
+        m->topic = s;
+        break;
+    case IPC_F_PAYLOAD:
+        m->payload = s;
+        break;
+    case IPC_F_QOS:
+        m->qos = v[0];
+        break;
+    case IPC_F_RETAIN:
+        m->retain = v[0];
+        break;
+    case IPC_F_NATIVE:
+        m->native = s;
+        break;
+    case IPC_F_REQ_ID:
+        m->req_id = get_u32(v);
+        break;
+    case IPC_F_OP:
+        m->op = s;
+        break;
+    case IPC_F_ARG:
+        m->n_arg++;
+        break;
+    case IPC_F_CODE:
+        m->code = get_u32(v);
+        break;
+    case IPC_F_CONNS:
+        m->conns = get_u32(v);
+        break;
+    case IPC_F_INSTANCE:
+        m->instance = get_u64(v);
+        break;
+    case IPC_F_MAX:
+        break;
     }
 }
 

@@ -129,11 +129,11 @@ enum stanza_kind {
 
 enum ipc_code {
     IPC_CODE_OK = 0,
-    IPC_CODE_BAD_REQUEST = 1,  /* malformed arguments */
-    IPC_CODE_NOT_FOUND = 2,    /* no such account, item... */
-    IPC_CODE_CONFLICT = 3,     /* already exists */
-    IPC_CODE_UNAVAILABLE = 4,  /* service not connected; try again */
-    IPC_CODE_INTERNAL = 5,     /* the service failed (database error...) */
+    IPC_CODE_BAD_REQUEST = 1, /* malformed arguments */
+    IPC_CODE_NOT_FOUND = 2,   /* no such account, item... */
+    IPC_CODE_CONFLICT = 3,    /* already exists */
+    IPC_CODE_UNAVAILABLE = 4, /* service not connected; try again */
+    IPC_CODE_INTERNAL = 5,    /* the service failed (database error...) */
     IPC_CODE_MAX = 5
 };
 

@@ -27,8 +27,7 @@ void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Configuration or resource failure: log and exit with the given code
  * (78, EX_CONFIG, tells the supervisor not to restart). */
-void log_fatal(int exit_code, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3), noreturn));
+void log_fatal(int exit_code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 /* A broken invariant: log and abort so that a core is left. */
 void log_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

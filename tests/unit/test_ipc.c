@@ -179,8 +179,8 @@ static const char *reject(const uint8_t *frame, size_t len)
 static void test_rejections(void)
 {
     /* HELLO with KIND "x" and PID 1: the valid baseline. */
-    const uint8_t ok[] = {1, IPC_LINK_HELLO, 0, 0, 0, 15, IPC_F_KIND, 0, 0, 0, 1, 'x',
-                          IPC_F_PID, 0, 0, 0, 4, 0, 0, 0, 1};
+    const uint8_t ok[] = {1,   IPC_LINK_HELLO, 0, 0, 0, 15, IPC_F_KIND, 0, 0, 0, 1,
+                          'x', IPC_F_PID,      0, 0, 0, 4,  0,          0, 0, 1};
     uint8_t b[64];
 
     CHECK(reject(ok, sizeof(ok)) == NULL);
@@ -225,8 +225,8 @@ static void test_rejections(void)
     {
         /* Stanza kind out of range, QoS out of range. */
         const uint8_t f[] = {1, IPC_STANZA, 0, 0, 0, 6, IPC_F_SKIND, 0, 0, 0, 1, 9};
-        const uint8_t g[] = {1, IPC_STANZA, 0, 0, 0, 12, IPC_F_SKIND, 0, 0, 0, 1, 1,
-                             IPC_F_QOS, 0, 0, 0, 1, 3};
+        const uint8_t g[] = {1, IPC_STANZA, 0, 0,         0, 12, IPC_F_SKIND, 0, 0,
+                             0, 1,          1, IPC_F_QOS, 0, 0,  0,           1, 3};
         CHECK_STR(reject(f, sizeof(f)), "unknown stanza kind");
         CHECK_STR(reject(g, sizeof(g)), "QoS out of range");
     }
