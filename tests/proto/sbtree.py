@@ -263,3 +263,13 @@ class EchoClient:
 
     def close(self):
         self.sock.close()
+
+
+def xmpp_tree(folder, users, domain="example.org"):
+    """A started tree with the real XMPP worker and an account USER@domain
+    (password "USER-pw") for each of users."""
+    t = Tree(folder, workers=("xmpp",), real=("xmpp",)).start()
+    for user in users:
+        r = t.ctl("register", user, domain, f"{user}-pw")
+        assert r.returncode == 0, r.stderr
+    return t

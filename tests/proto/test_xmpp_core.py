@@ -25,7 +25,7 @@ import pytest
 import slixmpp
 from slixmpp.exceptions import IqError
 
-from sbtree import Tree, pid_alive, wait_for
+from sbtree import Tree, wait_for, xmpp_tree
 
 DOMAIN = "example.org"
 NS_STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
@@ -45,21 +45,10 @@ def next_source():
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    t = Tree(tmp_path_factory.mktemp("xmpp"), workers=("xmpp",), real=("xmpp",)).start()
-    for user in ("alice", "bob", "carol", "dave", "erin"):
-        r = t.ctl("register", user, DOMAIN, f"{user}-pw")
-        assert r.returncode == 0, r.stderr
+    t = xmpp_tree(tmp_path_factory.mktemp("xmpp"), ("alice", "bob", "carol", "dave", "erin"), DOMAIN)
     yield t
     t.stop()
 
-
-@pytest.fixture
-def xmpp_pid(tree):
-    """The worker's pid, checked unchanged (and alive) after the test."""
-    pid = tree.pid("xmpp")
-    yield pid
-    assert pid_alive(pid), tree.log_tail()
-    assert tree.pid("xmpp") == pid, tree.log_tail()
 
 
 def port(tree, listener="c2s"):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from sbtree import Tree, pid_alive, wait_for
+from sbtree import wait_for, xmpp_tree
 from test_xmpp_core import Client as CoreClient
 from test_xmpp_core import DOMAIN, TIMEOUT, Raw, logout, port, run
 
@@ -25,20 +25,10 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    t = Tree(tmp_path_factory.mktemp("xmpp-im"), workers=("xmpp",), real=("xmpp",)).start()
-    for user in USERS:
-        r = t.ctl("register", user, DOMAIN, f"{user}-pw")
-        assert r.returncode == 0, r.stderr
+    t = xmpp_tree(tmp_path_factory.mktemp("xmpp-im"), USERS, DOMAIN)
     yield t
     t.stop()
 
-
-@pytest.fixture
-def xmpp_pid(tree):
-    pid = tree.pid("xmpp")
-    yield pid
-    assert pid_alive(pid), tree.log_tail()
-    assert tree.pid("xmpp") == pid, tree.log_tail()
 
 
 class Client(CoreClient):

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from sbtree import Tree, pid_alive
+from sbtree import xmpp_tree
 from test_xmpp_core import Client as CoreClient
 from test_xmpp_core import DOMAIN, TIMEOUT, logout, port, run
 
@@ -23,20 +23,10 @@ USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "iv
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory):
-    t = Tree(tmp_path_factory.mktemp("xmpp-presence"), workers=("xmpp",), real=("xmpp",)).start()
-    for user in USERS:
-        r = t.ctl("register", user, DOMAIN, f"{user}-pw")
-        assert r.returncode == 0, r.stderr
+    t = xmpp_tree(tmp_path_factory.mktemp("xmpp-presence"), USERS, DOMAIN)
     yield t
     t.stop()
 
-
-@pytest.fixture
-def xmpp_pid(tree):
-    pid = tree.pid("xmpp")
-    yield pid
-    assert pid_alive(pid), tree.log_tail()
-    assert tree.pid("xmpp") == pid, tree.log_tail()
 
 
 class Client(CoreClient):
