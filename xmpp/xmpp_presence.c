@@ -115,27 +115,11 @@ static struct ipc_slice str_slice(const char *s)
     return (struct ipc_slice){(const uint8_t *)s, (uint32_t)strlen(s)};
 }
 
-/* Splits a store ARG into n NUL-separated fields; false when malformed. */
-static bool split_fields(struct ipc_slice v, struct ipc_slice *f, size_t n)
-{
-    const uint8_t *p = v.ptr, *end = v.ptr + v.len;
-
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *nul = i + 1 < n ? memchr(p, '\0', (size_t)(end - p)) : end;
-
-        if (nul == NULL)
-            return false;
-        f[i] = (struct ipc_slice){p, (uint32_t)(nul - p)};
-        p = nul + (i + 1 < n);
-    }
-    return true;
-}
-
 static bool decode_item(struct ipc_slice v, struct ipc_slice *contact, struct roster_item *it)
 {
     struct ipc_slice f[ROSTER_FIELDS];
 
-    if (!split_fields(v, f, ROSTER_FIELDS) || f[2].len == 0 || f[2].len >= sizeof(it->sub))
+    if (!xmpp_store_fields(v, f, ROSTER_FIELDS) || f[2].len == 0 || f[2].len >= sizeof(it->sub))
         return false;
     *contact = f[0];
     it->found = true;

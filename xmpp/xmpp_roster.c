@@ -92,9 +92,7 @@ static void result_open(struct xmpp_buf *b, struct xmpp_session *s, const char *
     xmpp_buf_append_str(b, "'");
 }
 
-/* Splits a store ARG into its NUL-separated fields; false when the count
- * is not n. */
-static bool split_fields(struct ipc_slice v, struct ipc_slice *f, size_t n)
+bool xmpp_store_fields(struct ipc_slice v, struct ipc_slice *f, size_t n)
 {
     const uint8_t *p = v.ptr, *end = v.ptr + v.len;
 
@@ -115,7 +113,7 @@ static bool append_stored_item(struct xmpp_buf *b, struct ipc_slice v)
     struct ipc_slice f[ROSTER_FIELDS];
     const uint8_t *g, *end;
 
-    if (!split_fields(v, f, ROSTER_FIELDS) || f[0].len == 0 || f[2].len == 0)
+    if (!xmpp_store_fields(v, f, ROSTER_FIELDS) || f[0].len == 0 || f[2].len == 0)
         return false;
     xmpp_buf_append_str(b, "<item jid='");
     xmpp_buf_append_escaped(b, (const char *)f[0].ptr, f[0].len, true);
@@ -245,7 +243,7 @@ static void get_done(void *ctx, const struct ipc_msg *m)
         /* A delta answered without versioning lists removals too. */
         struct ipc_slice f[ROSTER_FIELDS];
 
-        if (split_fields(v, f, ROSTER_FIELDS) && ipc_slice_eq(f[2], "remove"))
+        if (xmpp_store_fields(v, f, ROSTER_FIELDS) && ipc_slice_eq(f[2], "remove"))
             continue;
         append_stored_item(b, v);
     }
@@ -326,7 +324,7 @@ static void set_read_done(void *ctx, const struct ipc_msg *m)
     }
     ipc_msg_each(m, IPC_F_ARG, &offset, &v); /* the version */
     while (ipc_msg_each(m, IPC_F_ARG, &offset, &v))
-        if (split_fields(v, f, ROSTER_FIELDS) && ipc_slice_eq(f[0], c->contact)) {
+        if (xmpp_store_fields(v, f, ROSTER_FIELDS) && ipc_slice_eq(f[0], c->contact)) {
             if (!ipc_slice_eq(f[2], "remove")) {
                 sub = f[2];
                 ask = f[3];

@@ -286,6 +286,10 @@ void xmpp_iq_answer(struct xmpp_server *srv, enum xmpp_iq_target target,
  * addressed to, or NULL without 'to'. False when it is no roster iq. */
 bool xmpp_roster_iq(struct xmpp_session *s, struct xmpp_element *iq, const char *to_bare);
 
+/* Splits a store reply ARG into its n NUL-separated fields (the format of
+ * roster.get items and the like); false when the count is not n. */
+bool xmpp_store_fields(struct ipc_slice v, struct ipc_slice *f, size_t n);
+
 /* Pushes item (one serialized <item/>) with version ver to every session
  * of bare on this worker that asked for the roster (RFC 6121 §2.1.6). */
 void xmpp_roster_push(struct xmpp_server *srv, const char *bare, const char *ver, const char *item,
