@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -849,58 +850,260 @@ static int load_listener(struct loader *l, const struct node *node, const char *
     return 0;
 }
 
-/* The xmpp worker's own keys, after enabled and listeners. */
-enum {
-    XMPP_KEY_REQUIRE_TLS = 2,
-    XMPP_KEY_MAX_STANZA,
-    XMPP_KEY_MAX_SESSIONS,
-    XMPP_KEY_AUTH_FAILURES,
-    XMPP_KEY_PLAIN,
-    XMPP_KEY_MAX_PER_IP,
-    XMPP_KEY_COUNT
+/* ---- the protocol workers' own keys ----
+ *
+ * Each worker's settings are a table: name, type, where the value lives in
+ * struct config, range and default. Loading, defaults and fingerprints all
+ * come from the same rows, so a new key is one row (and its documentation
+ * in etc/switchboard.yml). */
+
+enum option_type { OPT_BOOL, OPT_INT, OPT_TEXT };
+
+struct option_spec {
+    const char *name;
+    enum option_type type;
+    size_t offset;           /* in struct config */
+    long long min, max, def; /* OPT_INT range and default; OPT_BOOL default */
 };
 
-static int load_xmpp_options(struct loader *l, const struct node *const *v)
+#define OPT_B(field, name, def)                                                                    \
+    {                                                                                              \
+        name, OPT_BOOL, offsetof(struct config, field), 0, 1, def                                  \
+    }
+#define OPT_I(field, name, min, max, def)                                                          \
+    {                                                                                              \
+        name, OPT_INT, offsetof(struct config, field), min, max, def                               \
+    }
+/* Text options default to "". */
+#define OPT_T(field, name)                                                                         \
+    {                                                                                              \
+        name, OPT_TEXT, offsetof(struct config, field), 0, 0, 0                                    \
+    }
+
+/* max_stanza: the parser's ceiling is 64 MiB; below 4 KiB no client could
+ * send its roster. auth_failures: RFC 6120 §6.4.5 asks for at least 2 and
+ * at most 5 retries. */
+static const struct option_spec xmpp_options[] = {
+    OPT_B(xmpp.require_tls, "require_tls", 1),
+    OPT_I(xmpp.max_stanza, "max_stanza", 4096, 67108864, 262144),
+    OPT_I(xmpp.max_sessions_per_account, "max_sessions_per_account", 1, 1000, 10),
+    OPT_I(xmpp.auth_failures, "auth_failures", 2, 5, 3),
+    OPT_B(xmpp.plain, "plain", 1),
+    OPT_I(xmpp.max_connections_per_ip, "max_connections_per_ip", 0, 10000000, 50),
+    OPT_B(xmpp.register_accounts, "register", 0),
+    OPT_I(xmpp.resume_timeout_s, "resume_timeout", 0, 86400, 300),
+};
+
+/* MQTT's ceilings: 268435455 is the largest Remaining Length (MQTT 5
+ * §1.5.5), 65535 the largest Receive Maximum, Topic Alias Maximum and
+ * Keep Alive (§3.1.2.10, §3.2.2.3). Expiries stop at 2^31 - 1 here. */
+static const struct option_spec mqtt_options[] = {
+    OPT_B(mqtt.allow_anonymous, "allow_anonymous", 0),
+    OPT_I(mqtt.max_packet_size, "max_packet_size", 64, 268435455, 1048576),
+    OPT_I(mqtt.session_expiry_s, "session_expiry", 0, 2147483647, 86400),
+    OPT_I(mqtt.max_session_expiry_s, "max_session_expiry", 0, 2147483647, 604800),
+    OPT_I(mqtt.max_queued, "max_queued", 1, 100000, 1000),
+    OPT_I(mqtt.max_inflight, "max_inflight", 1, 65535, 20),
+    OPT_I(mqtt.receive_maximum, "receive_maximum", 1, 65535, 100),
+    OPT_I(mqtt.max_keepalive_s, "max_keepalive", 10, 65535, 65535),
+    OPT_I(mqtt.topic_alias_maximum, "topic_alias_maximum", 0, 65535, 10),
+    OPT_B(mqtt.retain_available, "retain_available", 1),
+    OPT_I(mqtt.max_connections_per_ip, "max_connections_per_ip", 0, 10000000, 100),
+};
+
+static const struct option_spec sip_options[] = {
+    OPT_B(sip.md5, "md5", 1),
+    OPT_I(sip.min_expires_s, "min_expires", 1, 86400, 60),
+    OPT_I(sip.max_expires_s, "max_expires", 1, 604800, 3600),
+    OPT_I(sip.default_expires_s, "default_expires", 1, 604800, 3600),
+    OPT_I(sip.max_connections_per_ip, "max_connections_per_ip", 0, 10000000, 50),
+};
+
+static const struct option_spec irc_options[] = {
+    OPT_T(irc.server_name, "server_name"),
+    OPT_T(irc.motd, "motd"),
+    OPT_I(irc.max_connections_per_ip, "max_connections_per_ip", 0, 10000000, 10),
+};
+
+struct option_table {
+    const struct option_spec *rows;
+    size_t n;
+};
+
+#define OPTION_TABLE(a)                                                                            \
+    {                                                                                              \
+        a, sizeof(a) / sizeof(a[0])                                                                \
+    }
+
+static const struct option_table worker_options[SB_WORKER_COUNT] = {
+    [SB_WORKER_XMPP] = OPTION_TABLE(xmpp_options),
+    [SB_WORKER_MQTT] = OPTION_TABLE(mqtt_options),
+    [SB_WORKER_SIP] = OPTION_TABLE(sip_options),
+    [SB_WORKER_IRC] = OPTION_TABLE(irc_options),
+};
+
+/* Keys of a worker section: enabled, listeners, the table's rows, then
+ * acl for mqtt. */
+#define WORKER_KEYS_MAX 32
+
+static void *option_field(struct config *c, const struct option_spec *o)
 {
+    return (char *)c + o->offset;
+}
+
+static const void *option_value(const struct config *c, const struct option_spec *o)
+{
+    return (const char *)c + o->offset;
+}
+
+static int load_option(struct loader *l, const struct node *node, const char *path,
+                       const struct option_spec *o)
+{
+    char field[96];
+    void *p = option_field(l->config, o);
+
+    if (node == NULL)
+        return 0;
+    snprintf(field, sizeof(field), "%s.%s", path, o->name);
+    switch (o->type) {
+    case OPT_BOOL:
+        return get_bool(l, node, field, p);
+    case OPT_INT:
+        return get_int(l, node, field, o->min, o->max, p);
+    case OPT_TEXT:
+        return get_string(l, node, field, true, p);
+    }
+    return -1;
+}
+
+static int options_defaults(struct config *c)
+{
+    for (int k = 0; k < SB_WORKER_COUNT; k++)
+        for (size_t i = 0; i < worker_options[k].n; i++) {
+            const struct option_spec *o = &worker_options[k].rows[i];
+            void *p = option_field(c, o);
+
+            if (o->type == OPT_BOOL)
+                *(bool *)p = o->def != 0;
+            else if (o->type == OPT_INT)
+                *(int *)p = (int)o->def;
+            else if ((*(char **)p = strdup("")) == NULL)
+                return -1;
+        }
+    return 0;
+}
+
+static void options_free(struct config *c)
+{
+    for (int k = 0; k < SB_WORKER_COUNT; k++)
+        for (size_t i = 0; i < worker_options[k].n; i++)
+            if (worker_options[k].rows[i].type == OPT_TEXT)
+                free(*(char **)option_field(c, &worker_options[k].rows[i]));
+}
+
+/* An MQTT topic filter of an access rule (MQTT 5 §4.7.1): '#' only as the
+ * whole last level, '+' only as a whole level, no NUL. */
+static bool mqtt_filter_valid(const char *f, size_t len)
+{
+    if (len == 0 || len > 65535)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        bool level_start = i == 0 || f[i - 1] == '/';
+        bool level_end = i + 1 == len || f[i + 1] == '/';
+
+        if (f[i] == '\0')
+            return false;
+        if (f[i] == '#' && !(level_start && i + 1 == len))
+            return false;
+        if (f[i] == '+' && !(level_start && level_end))
+            return false;
+    }
+    return true;
+}
+
+static int load_acl_filters(struct loader *l, const struct node *node, const char *path,
+                            char ***list_r, size_t *n_r)
+{
+    const char *text;
+    char field[128];
+
+    if (node == NULL)
+        return 0;
+    if (node->type != NODE_LIST)
+        return fail(l, node->line, "expected a list of topic filters for %s", path);
+    *list_r = calloc(node->n_items ? node->n_items : 1, sizeof(**list_r));
+    if (*list_r == NULL)
+        return fail(l, node->line, "out of memory");
+    for (size_t i = 0; i < node->n_items; i++) {
+        snprintf(field, sizeof(field), "%s[%zu]", path, i);
+        if (get_text(l, node->items[i], field, false, &text) < 0)
+            return -1;
+        if (!mqtt_filter_valid(text, node->items[i]->len))
+            return fail(l, node->items[i]->line, "'%s' is not a valid MQTT topic filter", text);
+        if (((*list_r)[i] = strdup(text)) == NULL)
+            return fail(l, node->line, "out of memory");
+        (*n_r)++;
+    }
+    return 0;
+}
+
+/* workers.mqtt.acl: a list of {user, publish, subscribe}. */
+static int load_mqtt_acl(struct loader *l, const struct node *node)
+{
+    static const char *const keys[] = {"user", "publish", "subscribe"};
     struct config *c = l->config;
 
-    /* max_stanza: the parser's ceiling is 64 MiB; below 4 KiB no client
-     * could send its roster. auth_failures: RFC 6120 §6.4.5 asks for at
-     * least 2 and at most 5 retries. */
-    if (get_bool(l, v[XMPP_KEY_REQUIRE_TLS], "workers.xmpp.require_tls", &c->xmpp.require_tls) <
-            0 ||
-        get_int(l, v[XMPP_KEY_MAX_STANZA], "workers.xmpp.max_stanza", 4096, 67108864,
-                &c->xmpp.max_stanza) < 0 ||
-        get_int(l, v[XMPP_KEY_MAX_SESSIONS], "workers.xmpp.max_sessions_per_account", 1, 1000,
-                &c->xmpp.max_sessions_per_account) < 0 ||
-        get_int(l, v[XMPP_KEY_AUTH_FAILURES], "workers.xmpp.auth_failures", 2, 5,
-                &c->xmpp.auth_failures) < 0 ||
-        get_bool(l, v[XMPP_KEY_PLAIN], "workers.xmpp.plain", &c->xmpp.plain) < 0 ||
-        get_int(l, v[XMPP_KEY_MAX_PER_IP], "workers.xmpp.max_connections_per_ip", 0, 10000000,
-                &c->xmpp.max_connections_per_ip) < 0)
-        return -1;
+    if (node == NULL)
+        return 0;
+    if (node->type != NODE_LIST)
+        return fail(l, node->line, "expected a list for workers.mqtt.acl");
+    c->mqtt.acl = calloc(node->n_items ? node->n_items : 1, sizeof(*c->mqtt.acl));
+    if (c->mqtt.acl == NULL)
+        return fail(l, node->line, "out of memory");
+    for (size_t i = 0; i < node->n_items; i++) {
+        struct config_mqtt_acl *rule = &c->mqtt.acl[i];
+        const struct node *v[3];
+        char path[64], field[96];
+
+        snprintf(path, sizeof(path), "workers.mqtt.acl[%zu]", i);
+        c->mqtt.n_acl++;
+        if (map_fields(l, node->items[i], path, keys, 3, v, NULL) < 0)
+            return -1;
+        if (v[0] == NULL)
+            return fail(l, node->items[i]->line, "%s.user is required", path);
+        snprintf(field, sizeof(field), "%s.user", path);
+        if (get_string(l, v[0], field, false, &rule->user) < 0)
+            return -1;
+        snprintf(field, sizeof(field), "%s.publish", path);
+        if (load_acl_filters(l, v[1], field, &rule->publish, &rule->n_publish) < 0)
+            return -1;
+        snprintf(field, sizeof(field), "%s.subscribe", path);
+        if (load_acl_filters(l, v[2], field, &rule->subscribe, &rule->n_subscribe) < 0)
+            return -1;
+    }
     return 0;
 }
 
 static int load_worker(struct loader *l, const struct node *node, enum sb_worker_kind kind)
 {
-    static const char *const keys[XMPP_KEY_COUNT] = {"enabled",
-                                                     "listeners",
-                                                     "require_tls",
-                                                     "max_stanza",
-                                                     "max_sessions_per_account",
-                                                     "auth_failures",
-                                                     "plain",
-                                                     "max_connections_per_ip"};
+    const struct option_table *opts = &worker_options[kind];
+    const char *keys[WORKER_KEYS_MAX] = {"enabled", "listeners"};
+    const struct node *v[WORKER_KEYS_MAX];
     struct config_worker *w = &l->config->workers[kind];
-    const struct node *v[XMPP_KEY_COUNT];
+    size_t n_keys = 2;
     char path[64], field[96];
 
+    for (size_t i = 0; i < opts->n; i++)
+        keys[n_keys++] = opts->rows[i].name;
+    if (kind == SB_WORKER_MQTT)
+        keys[n_keys++] = "acl";
     snprintf(path, sizeof(path), "workers.%s", config_worker_names[kind]);
-    /* Only the xmpp worker has keys of its own so far. */
-    if (map_fields(l, node, path, keys, kind == SB_WORKER_XMPP ? XMPP_KEY_COUNT : 2, v, NULL) < 0)
+    if (map_fields(l, node, path, keys, n_keys, v, NULL) < 0)
         return -1;
-    if (kind == SB_WORKER_XMPP && load_xmpp_options(l, v) < 0)
+    for (size_t i = 0; i < opts->n; i++)
+        if (load_option(l, v[2 + i], path, &opts->rows[i]) < 0)
+            return -1;
+    if (kind == SB_WORKER_MQTT && load_mqtt_acl(l, v[2 + opts->n]) < 0)
         return -1;
     snprintf(field, sizeof(field), "%s.enabled", path);
     if (get_bool(l, v[0], field, &w->enabled) < 0)
@@ -1119,13 +1322,29 @@ static void fingerprint_worker(const struct config *c, enum sb_worker_kind kind,
     const char *name = config_worker_names[kind];
 
     text_printf(t, "workers.%s.enabled=%s\n", name, w->enabled ? "true" : "false");
-    if (kind == SB_WORKER_XMPP)
-        text_printf(t,
-                    "workers.xmpp.require_tls=%d\nworkers.xmpp.max_stanza=%d\n"
-                    "workers.xmpp.max_sessions_per_account=%d\nworkers.xmpp.auth_failures=%d\n"
-                    "workers.xmpp.plain=%d\nworkers.xmpp.max_connections_per_ip=%d\n",
-                    c->xmpp.require_tls, c->xmpp.max_stanza, c->xmpp.max_sessions_per_account,
-                    c->xmpp.auth_failures, c->xmpp.plain, c->xmpp.max_connections_per_ip);
+    for (size_t i = 0; i < worker_options[kind].n; i++) {
+        const struct option_spec *o = &worker_options[kind].rows[i];
+        const void *p = option_value(c, o);
+
+        text_printf(t, "workers.%s.%s=", name, o->name);
+        if (o->type == OPT_BOOL)
+            text_printf(t, "%d\n", *(const bool *)p);
+        else if (o->type == OPT_INT)
+            text_printf(t, "%d\n", *(const int *)p);
+        else
+            text_printf(t, "%zu:%s\n", strlen(*(char *const *)p), *(char *const *)p);
+    }
+    if (kind == SB_WORKER_MQTT)
+        for (size_t i = 0; i < c->mqtt.n_acl; i++) {
+            const struct config_mqtt_acl *rule = &c->mqtt.acl[i];
+
+            text_printf(t, "workers.mqtt.acl=%zu:%s", strlen(rule->user), rule->user);
+            for (size_t j = 0; j < rule->n_publish; j++)
+                text_printf(t, " p%zu:%s", strlen(rule->publish[j]), rule->publish[j]);
+            for (size_t j = 0; j < rule->n_subscribe; j++)
+                text_printf(t, " s%zu:%s", strlen(rule->subscribe[j]), rule->subscribe[j]);
+            text_printf(t, "\n");
+        }
     for (size_t i = 0; i < w->n_listeners; i++) {
         const struct config_listener *ln = &w->listeners[i];
         text_printf(t, "workers.%s.listener=%s %s %u %s %s\n", name, ln->name, ln->address,
@@ -1177,15 +1396,9 @@ static struct config *config_defaults(void)
     c->limits.idle_timeout_s = 300;
     c->limits.max_input = 262144;
     c->limits.max_output = 1048576;
-    c->xmpp.require_tls = true;
-    c->xmpp.max_stanza = 262144;
-    c->xmpp.max_sessions_per_account = 10;
-    c->xmpp.auth_failures = 3;
-    c->xmpp.plain = true;
-    c->xmpp.max_connections_per_ip = 50;
     c->workers[SB_WORKER_BROKER].enabled = true;
     c->workers[SB_WORKER_STORE].enabled = true;
-    if (c->store.mysql_user == NULL || c->store.mysql_password == NULL ||
+    if (options_defaults(c) < 0 || c->store.mysql_user == NULL || c->store.mysql_password == NULL ||
         c->store.mysql_database == NULL) {
         config_free(&c);
         return NULL;
@@ -1411,6 +1624,19 @@ void config_free(struct config **config)
     free(c->store.mysql_password);
     free(c->store.mysql_database);
     free(c->supervisor.control_socket);
+    options_free(c);
+    for (size_t i = 0; i < c->mqtt.n_acl; i++) {
+        struct config_mqtt_acl *rule = &c->mqtt.acl[i];
+
+        free(rule->user);
+        for (size_t j = 0; j < rule->n_publish; j++)
+            free(rule->publish[j]);
+        for (size_t j = 0; j < rule->n_subscribe; j++)
+            free(rule->subscribe[j]);
+        free(rule->publish);
+        free(rule->subscribe);
+    }
+    free(c->mqtt.acl);
     for (int k = 0; k < SB_WORKER_COUNT; k++) {
         struct config_worker *w = &c->workers[k];
         for (size_t i = 0; i < w->n_listeners; i++) {

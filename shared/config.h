@@ -53,6 +53,16 @@ enum config_tls_mode { CONFIG_TLS_NONE, CONFIG_TLS_STARTTLS, CONFIG_TLS_DIRECT }
 enum config_transport { CONFIG_TRANSPORT_TCP, CONFIG_TRANSPORT_UDP };
 enum config_backend { CONFIG_BACKEND_SQLITE, CONFIG_BACKEND_MYSQL };
 
+/* One MQTT access rule: which topics a user may publish to and subscribe
+ * to. user is an account name, "*" (every authenticated client) or
+ * "anonymous". In filters, %u stands for the username and %c for the
+ * client identifier. */
+struct config_mqtt_acl {
+    char *user;
+    char **publish, **subscribe;
+    size_t n_publish, n_subscribe;
+};
+
 struct config_listener {
     char *name;    /* unique within the worker: "c2s", "c2s-tls"... */
     char *address; /* numeric IPv4 or IPv6 address */
@@ -127,7 +137,43 @@ struct config {
         int auth_failures;            /* failed SASL attempts before <policy-violation/> */
         bool plain;                   /* offer SASL PLAIN (only ever on TLS) */
         int max_connections_per_ip;   /* open c2s connections from one address; 0 = no cap */
+        bool register_accounts;       /* XEP-0077 in-band registration ("register") */
+        int resume_timeout_s;         /* XEP-0198: how long a dropped resumable session waits */
     } xmpp;
+
+    /* workers.mqtt: the MQTT broker's own settings. */
+    struct {
+        bool allow_anonymous;     /* CONNECT without a username */
+        int max_packet_size;      /* bytes, both ways (MQTT 5 Maximum Packet Size) */
+        int session_expiry_s;     /* kept after disconnect: 3.1.1 clean session 0 */
+        int max_session_expiry_s; /* cap of a v5 Session Expiry Interval */
+        int max_queued;           /* messages queued per session; more are dropped, counted */
+        int max_inflight;         /* outgoing QoS 1/2 awaiting acknowledgement per client */
+        int receive_maximum;      /* incoming QoS 1/2 unacknowledged per client (v5) */
+        int max_keepalive_s;      /* longest keep-alive granted */
+        int topic_alias_maximum;  /* aliases a client may set (v5) */
+        bool retain_available;    /* retained messages stored */
+        int max_connections_per_ip;
+        /* Access rules ("acl"); NULL when the key is absent: all allowed. */
+        struct config_mqtt_acl *acl;
+        size_t n_acl;
+    } mqtt;
+
+    /* workers.sip: the registrar and proxy's own settings. */
+    struct {
+        bool md5;          /* offer MD5 digests beside SHA-256 (RFC 8760) */
+        int min_expires_s; /* shorter registrations get 423 Interval Too Brief */
+        int max_expires_s; /* longer ones are cut to this */
+        int default_expires_s;
+        int max_connections_per_ip;
+    } sip;
+
+    /* workers.irc: the IRC gateway's own settings. */
+    struct {
+        char *server_name; /* the IRC server name shown to clients; "" = the first host */
+        char *motd;        /* message of the day; "" = none (422) */
+        int max_connections_per_ip;
+    } irc;
 
     struct config_worker workers[SB_WORKER_COUNT];
 };

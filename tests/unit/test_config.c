@@ -816,6 +816,114 @@ static void test_xmpp_options(void)
     }
 }
 
+/* The other workers' own keys, the MQTT access rules, and defaults. */
+static void test_worker_options(void)
+{
+    struct config *c = load_ok("# defaults\n");
+
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK(!c->xmpp.register_accounts);
+        CHECK(c->xmpp.resume_timeout_s == 300);
+        CHECK(!c->mqtt.allow_anonymous);
+        CHECK(c->mqtt.max_packet_size == 1048576);
+        CHECK(c->mqtt.max_queued == 1000);
+        CHECK(c->mqtt.retain_available);
+        CHECK(c->mqtt.acl == NULL && c->mqtt.n_acl == 0);
+        CHECK(c->sip.md5);
+        CHECK(c->sip.min_expires_s == 60);
+        CHECK_STR(c->irc.server_name, "");
+        CHECK_STR(c->irc.motd, "");
+        CHECK(c->irc.max_connections_per_ip == 10);
+        config_free(&c);
+    }
+    c = load_ok("workers:\n"
+                "  xmpp: {register: true, resume_timeout: 0}\n"
+                "  mqtt:\n"
+                "    allow_anonymous: true\n"
+                "    max_queued: 5\n"
+                "    topic_alias_maximum: 0\n"
+                "    acl:\n"
+                "      - user: '*'\n"
+                "        publish: ['devices/%u/#']\n"
+                "        subscribe: ['devices/+/state', '#']\n"
+                "      - {user: anonymous, subscribe: [public/#]}\n"
+                "  sip: {md5: false, min_expires: 30, max_expires: 7200}\n"
+                "  irc: {server_name: irc.example.org, motd: 'Hello there'}\n");
+    CHECK(c != NULL);
+    if (c != NULL) {
+        CHECK(c->xmpp.register_accounts);
+        CHECK(c->xmpp.resume_timeout_s == 0);
+        CHECK(c->mqtt.allow_anonymous);
+        CHECK(c->mqtt.max_queued == 5);
+        CHECK(c->mqtt.topic_alias_maximum == 0);
+        CHECK(c->mqtt.n_acl == 2);
+        if (c->mqtt.n_acl == 2) {
+            CHECK_STR(c->mqtt.acl[0].user, "*");
+            CHECK(c->mqtt.acl[0].n_publish == 1 && c->mqtt.acl[0].n_subscribe == 2);
+            CHECK_STR(c->mqtt.acl[0].publish[0], "devices/%u/#");
+            CHECK_STR(c->mqtt.acl[0].subscribe[1], "#");
+            CHECK_STR(c->mqtt.acl[1].user, "anonymous");
+            CHECK(c->mqtt.acl[1].n_publish == 0 && c->mqtt.acl[1].n_subscribe == 1);
+        }
+        CHECK(!c->sip.md5);
+        CHECK(c->sip.min_expires_s == 30 && c->sip.max_expires_s == 7200);
+        CHECK_STR(c->irc.server_name, "irc.example.org");
+        CHECK_STR(c->irc.motd, "Hello there");
+        config_free(&c);
+    }
+    /* An empty rule list is there: it allows nothing. */
+    c = load_ok("workers: {mqtt: {acl: []}}\n");
+    CHECK(c != NULL && c->mqtt.acl != NULL && c->mqtt.n_acl == 0);
+    config_free(&c);
+
+    CHECK_ERROR("workers:\n  mqtt:\n    max_packet_size: 10\n",
+                "t.yml:3: workers.mqtt.max_packet_size 10 out of range (64-268435455)");
+    CHECK_ERROR("workers:\n  mqtt:\n    acl: {user: x}\n",
+                "t.yml:3: expected a list for workers.mqtt.acl");
+    CHECK_ERROR("workers:\n  mqtt:\n    acl:\n      - publish: [a]\n",
+                "t.yml:4: workers.mqtt.acl[0].user is required");
+    CHECK_ERROR("workers:\n  mqtt:\n    acl:\n      - {user: a, publish: ['a/#/b']}\n",
+                "t.yml:4: 'a/#/b' is not a valid MQTT topic filter");
+    CHECK_ERROR("workers:\n  mqtt:\n    acl:\n      - {user: a, subscribe: ['a+']}\n",
+                "t.yml:4: 'a+' is not a valid MQTT topic filter");
+    CHECK_ERROR("workers:\n  mqtt:\n    acl:\n      - {user: a, subscribe: a/b}\n",
+                "t.yml:4: expected a list of topic filters for workers.mqtt.acl[0].subscribe");
+    CHECK_ERROR("workers:\n  mqtt:\n    acl:\n      - {user: a, topics: [a]}\n",
+                "t.yml:4: unknown key 'topics' in workers.mqtt.acl[0]");
+    CHECK_ERROR("workers:\n  sip:\n    min_expires: 0\n",
+                "t.yml:3: workers.sip.min_expires 0 out of range (1-86400)");
+    CHECK_ERROR("workers:\n  irc:\n    motd: [a]\n",
+                "t.yml:3: expected a string for workers.irc.motd");
+    CHECK_ERROR("workers:\n  sip:\n    acl: []\n", "t.yml:3: unknown key 'acl' in workers.sip");
+
+    /* Each key restarts its own worker only, access rules included. */
+    static const struct {
+        const char *a, *b;
+        enum sb_worker_kind kind;
+    } changes[] = {
+        {"workers: {xmpp: {register: false}}\n", "workers: {xmpp: {register: true}}\n",
+         SB_WORKER_XMPP},
+        {"workers: {mqtt: {acl: [{user: a, publish: [x]}]}}\n",
+         "workers: {mqtt: {acl: [{user: a, subscribe: [x]}]}}\n", SB_WORKER_MQTT},
+        {"workers: {irc: {motd: a}}\n", "workers: {irc: {motd: b}}\n", SB_WORKER_IRC},
+        {"workers: {sip: {md5: true}}\n", "workers: {sip: {md5: false}}\n", SB_WORKER_SIP},
+    };
+    for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
+        for (int k = 0; k < SB_WORKER_COUNT; k++) {
+            char *a = fingerprint_of(changes[i].a, k);
+            char *b = fingerprint_of(changes[i].b, k);
+
+            CHECK(a != NULL && b != NULL);
+            if (a != NULL && b != NULL && (k == (int)changes[i].kind) != (strcmp(a, b) != 0)) {
+                fprintf(stderr, "  change %zu, worker %d: fingerprint wrong\n", i, k);
+                CHECK(false);
+            }
+            free(a);
+            free(b);
+        }
+}
+
 /* The shipped file loads and says what the brief promises. It enables the
  * xmpp worker, whose TLS listeners need the development certificate that
  * scripts/run makes under var/tls: the file is loaded from a copy beside
@@ -933,6 +1041,7 @@ int main(void)
     test_default_file();
     test_fingerprints();
     test_xmpp_options();
+    test_worker_options();
     test_files(); /* changes the current directory */
     if (chdir(cwd) == 0) {
         char cmd[PATH_MAX + 16];
