@@ -6,9 +6,10 @@ and offers the operator's view of it: the control socket, switchboardctl,
 and the pids of every process. Protocol workers that do not exist yet are
 stood in for by switchboard-echo, a line-based test worker on the shared
 worker skeleton, installed under the protocol's binary name. Workers named
-in real= run their real binary instead (for now "xmpp": switchboard-xmpp
-with a c2s STARTTLS listener and a c2s-tls direct-TLS one, and the
-worker's own settings from worker_options).
+in real= run their real binary instead, with the listeners of
+Tree.REAL_LISTENERS (xmpp: c2s STARTTLS and c2s-tls direct TLS; mqtt, sip,
+irc: their plain and TLS ones; rooms: none) and the worker's own settings
+from worker_options.
 """
 import os
 import signal
@@ -55,8 +56,16 @@ def make_certificate(folder):
 
 
 class Tree:
-    # The listeners of a real worker: (name, tls mode).
-    REAL_LISTENERS = {"xmpp": (("c2s", "starttls"), ("c2s-tls", "direct"))}
+    # The listeners of a real worker: (name, tls mode, transport). Only the
+    # first one gets the port given to write_config; the others port 0.
+    REAL_LISTENERS = {
+        "xmpp": (("c2s", "starttls", "tcp"), ("c2s-tls", "direct", "tcp")),
+        "mqtt": (("mqtt", "none", "tcp"), ("mqtt-tls", "direct", "tcp")),
+        "sip": (("sip-udp", "none", "udp"), ("sip-tcp", "none", "tcp"),
+                ("sip-tls", "direct", "tcp")),
+        "irc": (("irc", "none", "tcp"), ("irc-tls", "direct", "tcp")),
+        "rooms": (),
+    }
 
     def __init__(self, folder, workers=("xmpp", "mqtt"), store=None, extra="", real=(),
                  worker_options=None):
@@ -102,13 +111,15 @@ class Tree:
                 if isinstance(value, bool):
                     value = "true" if value else "false"
                 lines.append(f"    {key}: {value}")
-            lines.append("    listeners:")
             if name in self.real:
-                for i, (lname, mode) in enumerate(self.REAL_LISTENERS[name]):
+                if self.REAL_LISTENERS[name]:
+                    lines.append("    listeners:")
+                for i, (lname, mode, transport) in enumerate(self.REAL_LISTENERS[name]):
                     lport = port if i == 0 else 0
                     lines.append(f"      - {{name: {lname}, address: 127.0.0.1, port: {lport},"
-                                 f" tls: {mode}}}")
+                                 f" tls: {mode}, transport: {transport}}}")
                 continue
+            lines.append("    listeners:")
             lines += [
                 f"      - {{name: plain, address: 127.0.0.1, port: {port}}}",
                 f"      - {{name: tls, address: 127.0.0.1, port: 0, tls: direct}}",
